@@ -10,13 +10,14 @@ order may differ. Prints top-1, top-5 and mean class accuracy per stream and for
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from tsn_keras import metrics
-from tsn_keras.cli import space_separated_lists
+from tsn_keras.cli import expand_space_separated
 
 # Default weights: RGB:flow = 1:1.5 (the paper); with warped flow 1:1:0.5 (the TSN repo's).
 DEFAULT_WEIGHTS = {1: [1.0], 2: [1.0, 1.5], 3: [1.0, 1.0, 0.5]}
@@ -142,39 +143,60 @@ def fuse_files(
     return rows, fused, streams[0]
 
 
-_SCORES = flags.DEFINE_list("scores", None, "Scores .npz files (from tsn_keras.evaluate).")
-_WEIGHTS = flags.DEFINE_list(
-    "weights", None, "One weight per scores file. Default 1 1.5 for two, 1 1 0.5 for three."
-)
-_NO_SOFTMAX = flags.DEFINE_bool("raw_scores", False, "Fuse raw scores instead of softmax.")
-_OUT = flags.DEFINE_string("out", None, "Optional: write the fused scores (.npz) here.")
-_JSON = flags.DEFINE_string("json", None, "Optional: write the metrics table as JSON here.")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns the exit status (0 ok, 2 bad flags or files).
 
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not _SCORES.value:
-        raise app.UsageError("--scores is required: two or more .npz files from evaluate")
+    The flags live on a private FlagValues so that importing this module (evaluate does, for
+    save_scores) defines no global flags.
+    """
+    argv = expand_space_separated(sys.argv if argv is None else argv, ["scores", "weights"])
+    fv = flags.FlagValues()
+    flags.DEFINE_list("scores", None, "Scores .npz files (from evaluate).", flag_values=fv)
+    flags.DEFINE_list(
+        "weights",
+        None,
+        "One per scores file; default 1 1.5 (two), 1 1 0.5 (three).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool("raw_scores", False, "Fuse raw scores, not softmax.", flag_values=fv)
+    flags.DEFINE_string(
+        "out", None, "Optional: write the fused scores (.npz) here.", flag_values=fv
+    )
+    flags.DEFINE_string("json", None, "Optional: write the table as JSON here.", flag_values=fv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(__doc__)
+        print(fv.get_help(include_special_flags=False))
+        return 0
     try:
-        weights = [float(w) for w in _WEIGHTS.value] if _WEIGHTS.value else None
-    except ValueError as e:
-        raise app.UsageError(f"--weights must be numbers. Received: {_WEIGHTS.value}") from e
+        rest = fv(argv)
+        if len(rest) > 1:
+            raise flags.Error(f"unexpected arguments {rest[1:]}; all inputs are flags")
+        if not fv.scores:
+            raise flags.Error("--scores is required: two or more .npz files from evaluate")
+        try:
+            weights = [float(w) for w in fv.weights] if fv.weights else None
+        except ValueError:
+            raise flags.Error(f"--weights must be numbers. Received: {fv.weights}") from None
+    except flags.Error as e:
+        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
+        return 2
     try:
-        rows, fused, ref = fuse_files(_SCORES.value, weights, normalize=not _NO_SOFTMAX.value)
+        rows, fused, ref = fuse_files(fv.scores, weights, normalize=not fv.raw_scores)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(metrics.format_table(rows))
-    if _OUT.value:
-        save_scores(_OUT.value, ref["video_ids"], ref["labels"], fused, ref["class_names"], "fused")
-    if _JSON.value:
+    if fv.out:
+        save_scores(fv.out, ref["video_ids"], ref["labels"], fused, ref["class_names"], "fused")
+    if fv.json:
         table = {
             name: {k: s[k] for k in ("num_videos", "top1", "top5", "mean_class_accuracy")}
             for name, s in rows
         }
-        with open(_JSON.value, "w") as f:
+        with open(fv.json, "w") as f:
             json.dump(table, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=space_separated_lists(["scores", "weights"]))
+    sys.exit(main())
