@@ -1,0 +1,217 @@
+"""Benchmark of the converter: source frames/s, flow pairs/s, peak memory, workers 1 vs 2.
+
+    python bench/convert.py                      # ~3-4 min on 2 cores
+    python bench/convert.py --videos 4 --frames 100 --tvl1_videos 1
+
+Generates synthetic 320x240 MPEG-4 (mp4v, like UCF101's XviD files) videos: a textured scene
+panning slowly with a textured blob moving across it. Each row runs `tsn_keras.convert.convert`
+in a fresh subprocess (so peak RSS is that configuration's own) with the default stored size
+340x256, 25 snippets of L=5, JPEG quality 90. Columns:
+
+  src frames/s   frames decoded per second of conversion (the TensorFlow import excluded)
+  flow pairs/s   flow fields computed per second (each is a frame pair)
+  speed-up       against the same row with --workers 1 (the pool's start-up included)
+  cores          CPU seconds used per second (2.0 = both cores; less = other load got them)
+  parent MB      peak RSS of the converting process (it imports TensorFlow to write: ~600 MB)
+  worker MB      peak RSS of the largest worker process (workers > 1 only; no TensorFlow)
+
+Targets (issue 3, 2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
+--workers 2 >= 1.8x --workers 1.
+"""
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+from absl import app, flags
+
+_VIDEOS = flags.DEFINE_integer("videos", 8, "Synthetic videos per row.")
+_FRAMES = flags.DEFINE_integer("frames", 150, "Frames per video (6 s at 25 fps).")
+_TVL1_VIDEOS = flags.DEFINE_integer("tvl1_videos", 1, "Videos for the (slow) TV-L1 row.")
+_TVL1_SNIPPETS = flags.DEFINE_integer("tvl1_snippets", 2, "Snippets per video for TV-L1.")
+_RGB_REPEAT = flags.DEFINE_integer("rgb_repeat", 8, "RGB-only rows convert each video this often.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Scratch folder (default: a temp folder).")
+_ONE = flags.DEFINE_string("one", None, "Internal: run one row (JSON) and print its result.")
+
+ROWS = [
+    # name, ConvertConfig overrides, workers ("flow_algorithm" defaults to "dis" here)
+    ("RGB only", {"modalities": ["rgb"]}, 1),
+    ("RGB only", {"modalities": ["rgb"]}, 2),
+    ("RGB only, two-pass decode", {"modalities": ["rgb"], "decode_mode": "two_pass"}, 1),
+    ("RGB only, two-pass decode", {"modalities": ["rgb"], "decode_mode": "two_pass"}, 2),
+    ("RGB + flow DIS medium", {"modalities": ["rgb", "flow"]}, 1),
+    ("RGB + flow DIS medium", {"modalities": ["rgb", "flow"]}, 2),
+    ("RGB + flow DIS fast", {"modalities": ["rgb", "flow"], "dis_preset": "fast"}, 1),
+    ("RGB + flow DIS fast", {"modalities": ["rgb", "flow"], "dis_preset": "fast"}, 2),
+    ("RGB + flow Farneback", {"modalities": ["rgb", "flow"], "flow_algorithm": "farneback"}, 1),
+    ("RGB + flow Farneback", {"modalities": ["rgb", "flow"], "flow_algorithm": "farneback"}, 2),
+]
+
+
+def make_videos(root: str, num_videos: int, num_frames: int) -> list[str]:
+    """Synthetic 320x240 mp4v videos (reused when present)."""
+    import cv2
+    import numpy as np
+
+    from tsn_keras.video import write_video
+
+    os.makedirs(root, exist_ok=True)
+    paths = []
+    for v in range(num_videos):
+        path = os.path.join(root, f"v{v:03d}.avi")
+        paths.append(path)
+        if os.path.exists(path):
+            continue
+        rng = np.random.default_rng(v)
+        scene = cv2.GaussianBlur(rng.uniform(0, 255, (300, 480, 3)).astype(np.float32), (0, 0), 3)
+        scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        blob = cv2.GaussianBlur(rng.uniform(0, 255, (60, 60, 3)).astype(np.float32), (0, 0), 2)
+        blob = cv2.normalize(blob, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+        def frames(scene=scene, blob=blob):
+            for t in range(num_frames):
+                x0 = int(t * 0.8) % 160  # camera pan
+                frame = scene[20:260, x0 : x0 + 320].copy()  # [240, 320, 3]
+                bx, by = (40 + 2 * t) % 260, 90 + int(20 * np.sin(t / 10))
+                frame[by : by + 60, bx : bx + 60] = blob
+                yield frame
+
+        write_video(path, frames(), fourcc="mp4v")
+    return paths
+
+
+def _watch_children(stop: threading.Event, peak: list) -> None:
+    """Largest VmHWM (peak RSS since exec) of this process's children, sampled every 50 ms.
+
+    (RUSAGE_CHILDREN would report the parent's size: ru_maxrss survives fork + exec.)
+    """
+    pid = os.getpid()
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            kids = []
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/cmdline", "rb") as f:
+                    if b"spawn_main" not in f.read():
+                        continue  # not a worker, or forked and not yet exec'd (parent's RSS)
+                with open(f"/proc/{kid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak[0] = max(peak[0], int(line.split()[1]) / 1024.0)
+            except OSError:
+                pass
+        stop.wait(0.05)
+
+
+def _run_one(spec: dict) -> dict:
+    import tensorflow  # noqa: F401  (the writer's import, outside the measured CPU time)
+
+    from tsn_keras import convert
+
+    jobs = [
+        convert.VideoJob(p, f"{r}/{os.path.basename(p)}", 0, "c")
+        for r in range(spec["repeat"])
+        for p in spec["paths"]
+    ]
+    config = {"flow_algorithm": "dis", **spec["config"]}
+    config = convert.ConvertConfig(**config, modalities=tuple(spec["modalities"]))
+    stop, peak = threading.Event(), [0.0]
+    watcher = threading.Thread(target=_watch_children, args=(stop, peak), daemon=True)
+    watcher.start()
+    before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    report = convert.convert(
+        {"train": jobs}, spec["out"], config, ["c"], 1, spec["workers"], progress=False
+    )
+    stop.set()
+    watcher.join()
+    after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(
+        a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime
+        for a, b in zip(after, before, strict=True)
+    )
+    kb = 1024.0  # ru_maxrss is in KiB on Linux
+    return {
+        "frames": report.frames,
+        "flow_pairs": report.flow_pairs,
+        "seconds": report.seconds,
+        "videos": report.videos,
+        "failed": report.failed,
+        "parent_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb,
+        "worker_mb": peak[0],
+        "cpu": cpu,
+    }
+
+
+def main(argv):
+    del argv
+    if _ONE.value:
+        print(json.dumps(_run_one(json.loads(_ONE.value))))
+        return 0
+    work = _WORKDIR.value or tempfile.mkdtemp(prefix="tsn_bench_")
+    paths = make_videos(os.path.join(work, "videos"), _VIDEOS.value, _FRAMES.value)
+    rows = list(ROWS)
+    tvl1 = {"modalities": ["rgb", "flow"], "flow_algorithm": "tvl1"}  # 0.5-3 s a pair
+    tvl1["num_snippets"] = _TVL1_SNIPPETS.value
+    rows.append((f"RGB + flow TV-L1 ({_TVL1_SNIPPETS.value} snippets)", tvl1, 1))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    header = (
+        f"{'configuration':34s} {'workers':>7s} {'videos':>6s} {'seconds':>8s} "
+        f"{'src frames/s':>12s} {'flow pairs/s':>12s} {'speed-up':>8s} "
+        f"{'cores':>5s} {'parent MB':>9s} {'worker MB':>9s}"
+    )
+    print(
+        f"{_VIDEOS.value} videos x {_FRAMES.value} frames (RGB-only rows: x{_RGB_REPEAT.value}), "
+        "320x240 mp4v -> 340x256, N=25, L=5"
+    )
+    print(header)
+    print("-" * len(header))
+    single: dict[str, float] = {}
+    for i, (name, overrides, workers) in enumerate(rows):
+        config = dict(overrides)
+        modalities = config.pop("modalities")
+        use = paths[: _TVL1_VIDEOS.value] if "tvl1" in str(overrides) else paths
+        spec = {
+            "paths": use,
+            "config": config,
+            "modalities": modalities,
+            "workers": workers,
+            "out": os.path.join(work, f"out{i}"),
+            # RGB-only rows are fast: more videos so that starting the pool does not dominate
+            "repeat": _RGB_REPEAT.value if modalities == ["rgb"] else 1,
+        }
+        shutil.rmtree(spec["out"], ignore_errors=True)  # else the converter would resume
+        cmd = [sys.executable, os.path.abspath(__file__), f"--one={json.dumps(spec)}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            print(f"{name}: failed\n{done.stderr[-3000:]}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        fps = r["frames"] / r["seconds"]
+        pps = r["flow_pairs"] / r["seconds"]
+        rate = fps if not r["flow_pairs"] else pps
+        speedup = ""
+        if workers == 1:
+            single[name] = rate
+        elif name in single:
+            speedup = f"{rate / single[name]:.2f}x"
+        worker_mb = f"{r['worker_mb']:.0f}" if r["worker_mb"] else "-"
+        print(
+            f"{name:34s} {workers:7d} {r['videos']:6d} {r['seconds']:8.2f} {fps:12.0f} "
+            f"{pps:12.1f} {speedup:>8s} {r['cpu'] / r['seconds']:5.2f} {r['parent_mb']:9.0f} "
+            f"{worker_mb:>9s}",
+            flush=True,
+        )
+    print(f"(cpu count {os.cpu_count()}; scratch {work})")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

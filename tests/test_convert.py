@@ -1,0 +1,310 @@
+"""Converter: examples of short videos, flow through the records, failures, resume, workers, CLI."""
+
+import dataclasses
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tsn_keras import convert, flow, records, sampling, splits, video
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = convert.ConvertConfig(
+    modalities=("rgb", "flow", "rgbdiff", "warped_flow"),
+    flow_algorithm="dis",
+    num_snippets=4,
+    snippet_length=5,
+    width=32,
+    height=24,
+    jpeg_quality=95,
+)
+
+
+def _texture(height, width, seed):
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 2)
+    return ((noise - noise.min()) / (noise.max() - noise.min()) * 255).astype(np.uint8)
+
+
+def write_pan(path, num_frames, dx=2, height=48, width=64, seed=0):
+    """A textured scene whose content moves right by dx px per frame."""
+    base = _texture(height, width, seed)
+    video.write_video(str(path), [np.roll(base, dx * t, axis=1) for t in range(num_frames)])
+    return str(path)
+
+
+def _job(path, label=0):
+    return convert.VideoJob(str(path), os.path.basename(str(path)), label, f"class{label}")
+
+
+def _parse(serialized, modalities=SMALL.modalities):
+    return records.parse_example(tf.constant(serialized), modalities)
+
+
+@pytest.mark.parametrize(
+    "num_frames,num_snippets", [(1, 4), (3, 4), (7, 4), (12, 4), (3, 0), (12, 25)]
+)
+def test_short_videos_give_valid_examples(tmp_path, num_frames, num_snippets):
+    """Fewer frames than N and than L: indices clamp, every modality has N full snippets."""
+    path = write_pan(tmp_path / "v.avi", num_frames)
+    config = dataclasses.replace(SMALL, num_snippets=num_snippets)
+    result = convert.convert_video(_job(path, 3), config)
+    assert result.reason is None and result.num_frames == num_frames
+    parsed = _parse(result.example)
+    n = num_snippets or num_frames
+    expected = sampling.snippet_frame_indices(num_frames, num_snippets, 5)[:, 0]
+    np.testing.assert_array_equal(parsed["frame_indices"], expected)
+    assert int(parsed["num_snippets"]) == n and int(parsed["num_frames"]) == num_frames
+    assert int(parsed["label"]) == 3 and parsed["label_text"].numpy() == b"class3"
+    assert (int(parsed["original_height"]), int(parsed["original_width"])) == (48, 64)
+    idx = tf.range(n, dtype=tf.int32)
+    for modality, channels in [("rgb", 3), ("rgbdiff", 18), ("flow", 10), ("warped_flow", 10)]:
+        out = records.decode_snippets(parsed, modality, idx, 5)
+        assert out.shape == (n, 24, 32, channels) and out.dtype == tf.uint8
+    # rgbdiff of the last snippet: frames start..start+5 clamped to the last frame
+    _, frames = video.sample_frames(path, lambda f: range(f), video.Resize(32, 24))
+    stack = records.decode_snippets(parsed, "rgbdiff", [n - 1]).numpy()[0]  # [H, W, 18]
+    start = int(expected[-1])
+    for k in range(6):  # the right frame is the closest one, within JPEG error of 32x24 texture
+        err = [
+            np.abs(stack[..., 3 * k : 3 * k + 3].astype(int) - f).mean() for f in frames.values()
+        ]
+        want = min(start + k, num_frames - 1)
+        assert err[want] < 10 and err[want] == min(err), (k, err)
+
+
+def test_flow_sign_survives_the_records(tmp_path):
+    path = write_pan(tmp_path / "pan.avi", 10, dx=2)
+    config = dataclasses.replace(SMALL, modalities=("flow",), width=64, height=48)
+    parsed = _parse(convert.convert_video(_job(path), config).example, ["flow"])
+    stack = records.decode_snippets(parsed, "flow", [1], 5).numpy()[0]  # [H, W, 10]
+    for k in range(5):  # x1, y1, x2, y2, ... interleaved
+        f = flow.decode_flow(stack[..., 2 * k], stack[..., 2 * k + 1], 20.0)[8:-8, 8:-8]
+        assert np.median(f[..., 0]) == pytest.approx(2.0, abs=0.5)
+        assert np.median(f[..., 1]) == pytest.approx(0.0, abs=0.5)
+
+
+def test_warped_flow_fallbacks_are_counted(tmp_path):
+    path = write_pan(tmp_path / "tiny.avi", 8)  # 32x24: too small for ORB -> plain flow
+    result = convert.convert_video(_job(path), SMALL)
+    fields = sampling.snippet_frame_indices(8, 4, 5)[:, 0:1] + np.arange(5)
+    assert result.warped_fallbacks == len(np.unique(np.minimum(fields, 6)))
+    parsed = _parse(result.example)
+    np.testing.assert_array_equal(parsed["warped_flow_x"], parsed["flow_x"])
+
+
+@pytest.mark.slow
+def test_converter_memory_is_flat_in_video_length(tmp_path):
+    """Peak traced memory of convert_video: 60 vs 400 frames (64x48 source, stored 340x256)."""
+    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"), width=340, height=256)
+    config = dataclasses.replace(config, num_snippets=3)
+    engines = convert._Engines(config)
+    peaks = []
+    for frames in (60, 400):
+        path = write_pan(tmp_path / f"v{frames}.avi", frames, dx=1)
+        convert.convert_video(_job(path), config, engines)  # warm-up (lazy allocations)
+        tracemalloc.start()
+        result = convert.convert_video(_job(path), config, engines)
+        peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+        tracemalloc.stop()
+        assert result.num_frames == frames
+    one_frame = 340 * 256 * 3 / 2**20
+    assert peaks[1] < peaks[0] * 1.25 + 0.5, peaks  # flat, not x6.7
+    assert peaks[1] < 12 * one_frame, peaks  # a few frames at a time, never the video
+
+
+def _dataset(root, good=6, broken=True):
+    """root/<class>/*.avi with `good` videos per class (+ broken files in class A)."""
+    paths = {"A": [], "B": []}
+    for label, name in enumerate(paths):
+        os.makedirs(root / name, exist_ok=True)
+        for i in range(good):
+            p = write_pan(root / name / f"v{i}.avi", 6 + i, dx=1 + label, seed=10 * label + i)
+            paths[name].append(p)
+    if broken:
+        (root / "A" / "empty.avi").write_bytes(b"")
+        (root / "A" / "text.avi").write_text("a text file renamed .avi\n" * 20)
+        (root / "A" / "corrupt.avi").write_bytes(b"RIFF" + os.urandom(5000))
+        paths["A"] += [str(root / "A" / n) for n in ("empty.avi", "text.avi", "corrupt.avi")]
+        paths["A"].append(str(root / "A" / "missing.avi"))
+    return paths
+
+
+def _jobs(root, paths):
+    pairs = [(p, label) for label, name in enumerate(paths) for p in paths[name]]
+    return convert.jobs_from_pairs(pairs, list(paths), str(root))
+
+
+def read_examples(out_dir, subset, modalities=("rgb",)):
+    """(video_id, label) of every example of a subset, in shard order."""
+    files = records.shard_files(str(out_dir), subset)
+    ds = tf.data.TFRecordDataset(files).map(lambda s: records.parse_example(s, modalities))
+    return [(e["video_id"].numpy().decode(), int(e["label"])) for e in ds]
+
+
+def _shard_bytes(out_dir):
+    return {
+        os.path.basename(f): open(f, "rb").read()
+        for f in sorted(glob.glob(os.path.join(str(out_dir), "*.tfrecord")))
+    }
+
+
+def test_broken_videos_are_skipped_and_listed(tmp_path):
+    paths = _dataset(tmp_path / "videos")
+    jobs = _jobs(tmp_path / "videos", paths)
+    out = tmp_path / "out"
+    report = convert.convert(
+        {"train": jobs[:9], "test": jobs[9:]}, str(out), SMALL, ["A", "B"], 2, 1, progress=False
+    )
+    assert report.failed == 4 and report.videos == len(jobs)
+    reasons = {os.path.basename(f["path"]): f["reason"] for f in report.manifest["failures"]}
+    assert set(reasons) == {"empty.avi", "text.avi", "corrupt.avi", "missing.avi"}
+    assert "empty" in reasons["empty.avi"] and "missing" in reasons["missing.avi"]
+    assert "not a video" in reasons["text.avi"]
+    lines = (out / "failures.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in lines) == sorted(
+        f["path"] for f in report.manifest["failures"]
+    )
+    got = read_examples(out, "train") + read_examples(out, "test")
+    good = {j.video_id for j in jobs} - {f"A/{n}" for n in reasons}
+    assert sorted(v for v, _ in got) == sorted(good)
+    manifest = records.read_manifest(str(out))
+    assert manifest["classes"] == ["A", "B"] and manifest["snippets"] == 4
+    assert manifest["sets"]["train"]["num_examples"] + manifest["sets"]["test"][
+        "num_examples"
+    ] == len(good)
+    assert manifest["warped_flow_fallbacks"] > 0  # 32x24 frames: ORB finds too little
+
+
+def test_resume_redoes_only_unfinished_shards(tmp_path):
+    paths = _dataset(tmp_path / "videos", good=4, broken=False)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    out = tmp_path / "out"
+    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
+    first = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    assert first.skipped_shards == []
+    before = _shard_bytes(out)
+    # an interrupted run: shard 1 never renamed, a stale temp file left behind
+    os.remove(out / "train-00001-of-00003.tfrecord")
+    (out / "train-00001-of-00003.tfrecord.incomplete").write_bytes(b"half a shard")
+    again = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    assert again.skipped_shards == [
+        "train-00000-of-00003.tfrecord",
+        "train-00002-of-00003.tfrecord",
+    ]
+    assert again.videos == len(convert.assign_shards(jobs["train"], 3)[1])
+    assert _shard_bytes(out) == before
+    assert not glob.glob(str(out / "*.incomplete"))
+    with pytest.raises(ValueError, match="--out"):
+        convert.convert(
+            jobs, str(out), dataclasses.replace(config, num_snippets=3), ["A", "B"], 3, 1
+        )
+
+
+def test_assign_shards_is_deterministic():
+    jobs = [convert.VideoJob(f"/v/{i}.avi", f"c/{i}.avi", i % 3, "x") for i in range(23)]
+    shards = convert.assign_shards(jobs, 4)
+    assert shards == convert.assign_shards(list(reversed(jobs)), 4)
+    assert sorted(j.video_id for s in shards for j in s) == sorted(j.video_id for j in jobs)
+    assert [len(s) for s in shards] == [6, 6, 6, 5]
+    with pytest.raises(ValueError, match="duplicate"):
+        convert.assign_shards(jobs + jobs[:1], 2)
+
+
+def test_slices_split_the_shards(tmp_path):
+    paths = _dataset(tmp_path / "videos", good=2, broken=False)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    config = dataclasses.replace(SMALL, modalities=("rgb",))
+    out = tmp_path / "out"
+    part = convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, 1, 2, progress=False)
+    assert not part.manifest["complete"]
+    assert [s["file"] for s in part.manifest["sets"]["train"]["shards"]] == [
+        "train-00001-of-00002.tfrecord"
+    ]
+    done = convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, 0, 2, progress=False)
+    assert done.manifest["complete"] and done.manifest["sets"]["train"]["num_examples"] == 4
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_same_shards(tmp_path):
+    paths = _dataset(tmp_path / "videos", good=3)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    one = convert.convert(jobs, str(tmp_path / "w1"), SMALL, ["A", "B"], 2, 1, progress=False)
+    two = convert.convert(jobs, str(tmp_path / "w2"), SMALL, ["A", "B"], 2, 2, progress=False)
+    assert _shard_bytes(tmp_path / "w1") == _shard_bytes(tmp_path / "w2")
+    assert one.manifest["failures"] == two.manifest["failures"]
+
+
+def _cli(videos, out, *extra):
+    return [
+        sys.executable,
+        os.path.join(REPO, "scripts", "make_tfrecords.py"),
+        "--dataset=folder",
+        f"--video_root={videos}",
+        f"--out={out}",
+        "--modalities=rgb,flow",
+        "--flow=dis",
+        "--snippets=4",
+        "--width=160",
+        "--height=120",
+        "--num_shards=4",
+        "--workers=1",
+        "--noprogress",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_kill_mid_run_then_rerun_gives_the_same_examples(tmp_path):
+    videos = tmp_path / "videos"
+    _dataset(videos, good=8)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    # the uninterrupted reference, in-process, with the settings the command line gets
+    split = splits.load_split("folder", str(videos))
+    subsets = {
+        "train": convert.jobs_from_pairs(split.train, split.classes, split.video_root),
+        "test": convert.jobs_from_pairs(split.test, split.classes, split.video_root),
+    }
+    config = convert.ConvertConfig(("rgb", "flow"), "dis", num_snippets=4, width=160, height=120)
+    ref = convert.convert(subsets, str(full), config, split.classes, 4, 1, progress=False)
+    assert len(ref.manifest["failures"]) == 3  # empty, text, corrupt (a folder scan: no missing)
+
+    proc = subprocess.Popen(
+        _cli(videos, killed),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not glob.glob(str(killed / "*.tfrecord")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the converter exited before finishing a shard"
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)  # the first shard is complete
+    finally:
+        proc.wait(timeout=60)
+    finished = glob.glob(str(killed / "*.tfrecord"))
+    assert 1 <= len(finished) < 8, "the run finished before the kill: make the videos longer"
+    assert not (killed / "manifest.json").exists()
+
+    rerun = subprocess.run(_cli(videos, killed), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1, rerun.stderr[-2000:]  # the broken videos make the status 1
+    assert "3 failed" in rerun.stdout
+    assert f"({len(finished)} finished shards kept)" in rerun.stdout
+    for subset in ("train", "test"):
+        assert sorted(read_examples(killed, subset)) == sorted(read_examples(full, subset))
+        assert len(set(read_examples(killed, subset))) == len(read_examples(killed, subset))
+    assert _shard_bytes(killed) == _shard_bytes(full)
+    assert (
+        json.loads((killed / "manifest.json").read_text())["sets"]
+        == json.loads((full / "manifest.json").read_text())["sets"]
+    )

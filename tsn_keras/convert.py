@@ -1,0 +1,604 @@
+"""Videos -> sharded TFRecords: job list, workers, shards, resume, manifest, failures.
+
+`scripts/make_tfrecords.py` is the command line over `convert`. The steps:
+
+* Each subset's videos are put in a fixed order (by MD5 of the video id) and dealt round-robin
+  to `num_shards` shards, so the assignment depends only on the video list, never on timing,
+  and every shard mixes classes. `num_slices > 1` splits the shards between machines: slice k
+  converts the shards whose index % num_slices == k (all slices write into one shared --out).
+* Workers (`multiprocessing`, spawn start method) decode a video, compute flow and encode the
+  JPEGs and the serialized SequenceExample; they never import TensorFlow. The parent process
+  writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
+  one thread (the workers fill the cores); `workers=1` converts in the calling process with
+  OpenCV's default threads.
+* Memory per worker: the frames stream through (`video.decode_selected`); only the current
+  and previous grayscale frame and the encoded JPEGs of one example are held, so it does not
+  grow with the video's length (with `num_snippets=0`, dense, the example itself does).
+* A shard is written to `<name>.incomplete`, its sidecar `.progress/<name>.json` (example count,
+  failures, settings digest) is written next, then the shard is renamed to its final name. A
+  rerun skips shards whose final file and sidecar exist with the same settings digest, redoes
+  the rest; nothing is duplicated. Reusing an --out made with other settings is refused.
+* A video that cannot be decoded is skipped; its path and reason go to `<out>/failures.txt` and
+  the manifest. The manifest (`records.MANIFEST_NAME`) is rebuilt from all sidecars at the end.
+
+Frames for a video with F decoded frames, N snippets (0 = dense: every frame) of length L:
+starts = `sampling.snippet_frame_indices(F, N, L)[:, 0]`; rgb stores frame `start`; rgbdiff
+frames `start..start+L` clamped to F-1; flow field j = flow(frame j -> frame j+1) for
+j = start..start+L-1 clamped to max(F-2, 0) (a 1-frame video gives one zero field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from tsn_keras import flow as flow_lib
+from tsn_keras import records, sampling, splits
+from tsn_keras import video as video_lib
+
+SUBSETS = ("train", "test")
+FAILURES_NAME = "failures.txt"
+PROGRESS_DIR = ".progress"
+VIDEOS_PER_SHARD = 100  # automatic shard count: about 100 videos (~100 MB with flow) per shard
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """What to store for each video (everything that changes the examples).
+
+    Attributes:
+      modalities: subset of records.MODALITIES.
+      flow_algorithm: "tvl1", "dis" or "farneback" (flow and warped_flow).
+      flow_bound: clip bound in pixels for the uint8 encoding.
+      dis_preset: DIS preset, "ultrafast", "fast" or "medium".
+      num_snippets: N evenly spaced snippets per video; 0 = every frame (dense).
+      snippet_length: L consecutive frames per flow / rgbdiff snippet.
+      width: stored width (ignored with short_side).
+      height: stored height (ignored with short_side).
+      short_side: keep the aspect ratio, shorter side this many pixels.
+      jpeg_quality: 0-100.
+      decode_mode: "auto" (one pass when the container's frame count is right) or "two_pass".
+      warp: warped-flow settings.
+    """
+
+    modalities: tuple[str, ...] = ("rgb", "flow")
+    flow_algorithm: str = "tvl1"
+    flow_bound: float = flow_lib.DEFAULT_BOUND
+    dis_preset: str = "medium"
+    num_snippets: int = 25
+    snippet_length: int = 5
+    width: int = video_lib.DEFAULT_WIDTH
+    height: int = video_lib.DEFAULT_HEIGHT
+    short_side: int | None = None
+    jpeg_quality: int = 90
+    decode_mode: str = "auto"
+    warp: flow_lib.WarpSettings = flow_lib.WarpSettings()
+
+    def __post_init__(self):
+        object.__setattr__(self, "modalities", records.check_modalities(self.modalities))
+        if self.flow_algorithm not in flow_lib.ALGORITHMS:
+            raise ValueError(
+                f"--flow must be one of {list(flow_lib.ALGORITHMS)}. "
+                f"Received: {self.flow_algorithm!r}"
+            )
+        if self.flow_bound <= 0:
+            raise ValueError(f"--flow_bound must be > 0. Received: {self.flow_bound}")
+        if self.num_snippets < 0:
+            raise ValueError(f"--snippets must be >= 0 (0 = dense). Received: {self.num_snippets}")
+        if self.snippet_length < 1:
+            raise ValueError(f"--snippet_length must be >= 1. Received: {self.snippet_length}")
+        if not 0 <= self.jpeg_quality <= 100:
+            raise ValueError(f"--jpeg_quality must be in [0, 100]. Received: {self.jpeg_quality}")
+        if self.decode_mode not in ("auto", "two_pass"):
+            raise ValueError(
+                f"decode_mode must be 'auto' or 'two_pass'. Received: {self.decode_mode!r}"
+            )
+        video_lib.Resize(self.width, self.height, self.short_side)  # validates the size
+
+    @property
+    def resize(self) -> video_lib.Resize:
+        return video_lib.Resize(self.width, self.height, self.short_side)
+
+    @property
+    def has_flow(self) -> bool:
+        return "flow" in self.modalities or "warped_flow" in self.modalities
+
+    def digest(self) -> str:
+        """Short hash of every setting (shards made with other settings are not reused)."""
+        return _digest(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to convert.
+
+    Attributes:
+      path: the file.
+      video_id: relative path with '/' (`splits.video_id`), stored in the example.
+      label: 0-based class index.
+      label_text: class name.
+    """
+
+    path: str
+    video_id: str
+    label: int
+    label_text: str
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """A worker's answer: the serialized example, or why there is none, and counters."""
+
+    job: VideoJob
+    example: bytes | None
+    reason: str | None = None
+    num_frames: int = 0
+    flow_pairs: int = 0
+    warped_fallbacks: int = 0
+
+
+@dataclass
+class ConvertReport:
+    """What one `convert` call did (the manifest is on disk; rates are for this run only)."""
+
+    manifest: dict
+    videos: int = 0
+    failed: int = 0
+    frames: int = 0
+    flow_pairs: int = 0
+    seconds: float = 0.0
+    skipped_shards: list[str] = field(default_factory=list)
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# One video (runs in the workers).
+
+
+class _SnippetPlan:
+    """Frames one example needs for F frames; consumes them in order (video.FramePlan)."""
+
+    def __init__(self, num_frames: int, config: ConvertConfig, engines: _Engines):
+        self.config, self.engines = config, engines
+        n, length = num_frames, config.snippet_length
+        idx = sampling.snippet_frame_indices(n, config.num_snippets, length)  # [N, L]
+        self.starts = idx[:, 0]  # [N]
+        self.rgbdiff_idx = np.minimum(self.starts[:, None] + np.arange(length + 1), n - 1)
+        self.field_idx = np.minimum(self.starts[:, None] + np.arange(length), max(n - 2, 0))
+        mods = config.modalities
+        jpeg = set()
+        if "rgb" in mods:
+            jpeg |= set(self.starts.tolist())
+        if "rgbdiff" in mods:
+            jpeg |= set(self.rgbdiff_idx.ravel().tolist())
+        self.fields = set(self.field_idx.ravel().tolist()) if config.has_flow else set()
+        self.jpeg_frames = jpeg
+        self.indices = frozenset(jpeg | self.fields | {min(f + 1, n - 1) for f in self.fields})
+        self.num_frames = n
+        self.jpegs: dict[int, bytes] = {}
+        self.flow_jpegs: dict[str, dict[int, tuple[bytes, bytes]]] = {"flow": {}, "warped_flow": {}}
+        self.prev: tuple[int, np.ndarray] | None = None
+        self.flow_pairs = 0
+        self.fallbacks = 0
+
+    def add(self, index: int, rgb: np.ndarray) -> None:
+        q = self.config.jpeg_quality
+        if index in self.jpeg_frames:
+            self.jpegs[index] = records.encode_jpeg(rgb, q)
+        if not self.fields:
+            return
+        gray = flow_lib.to_gray(rgb)
+        if self.num_frames == 1:
+            self._flow_field(0, gray, gray)
+        elif self.prev is not None and self.prev[0] == index - 1:
+            self._flow_field(index - 1, self.prev[1], gray)
+        self.prev = (index, gray) if index in self.fields else None
+
+    def _flow_field(self, j: int, first: np.ndarray, second: np.ndarray) -> None:
+        bound, q = self.config.flow_bound, self.config.jpeg_quality
+        mods = self.config.modalities
+        plain = None
+        if "flow" in mods:
+            plain = self.engines.flow(first, second)
+            x, y = flow_lib.encode_flow(plain, bound)
+            self.flow_jpegs["flow"][j] = (records.encode_jpeg(x, q), records.encode_jpeg(y, q))
+            self.flow_pairs += 1
+        if "warped_flow" in mods:
+            f, fell_back = self.engines.warped(first, second, plain)
+            x, y = flow_lib.encode_flow(f, bound)
+            enc = (records.encode_jpeg(x, q), records.encode_jpeg(y, q))
+            self.flow_jpegs["warped_flow"][j] = enc
+            self.flow_pairs += 1
+            self.fallbacks += int(fell_back)
+
+    def encoded(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        mods = self.config.modalities
+        if "rgb" in mods:
+            out["rgb"] = [self.jpegs[s] for s in self.starts.tolist()]
+        if "rgbdiff" in mods:
+            out["rgbdiff"] = [[self.jpegs[i] for i in row] for row in self.rgbdiff_idx.tolist()]
+        for m in ("flow", "warped_flow"):
+            if m in mods:
+                table = self.flow_jpegs[m]
+                rows = self.field_idx.tolist()
+                out[f"{m}_x"] = [[table[j][0] for j in row] for row in rows]
+                out[f"{m}_y"] = [[table[j][1] for j in row] for row in rows]
+        return out
+
+
+class _Engines:
+    """Per-process resources: OpenCV flow objects (built once per worker), decoder threads."""
+
+    def __init__(self, config: ConvertConfig, decode_threads: int = 0):
+        self.decode_threads = decode_threads
+        self.flow = None
+        self.warped = None
+        if config.has_flow:
+            self.flow = flow_lib.OpticalFlow(config.flow_algorithm, config.dis_preset)
+            self.warped = flow_lib.WarpedFlow(self.flow, config.warp)
+
+
+def convert_video(
+    job: VideoJob, config: ConvertConfig, engines: _Engines | None = None
+) -> VideoResult:
+    """Decodes one video and builds its serialized example.
+
+    Args:
+      job: the video.
+      config: what to store.
+      engines: reuse flow objects across videos (built from config when None).
+
+    Returns:
+      VideoResult: example bytes, or example None and the reason (DecodeError / OpenCV error).
+    """
+    engines = engines or _Engines(config)
+    try:
+        info, plan = video_lib.decode_selected(
+            job.path,
+            lambda n: _SnippetPlan(n, config, engines),
+            config.resize,
+            config.decode_mode,
+            engines.decode_threads,
+        )
+    except video_lib.DecodeError as e:
+        return VideoResult(job, None, e.reason)
+    except cv2.error as e:
+        return VideoResult(job, None, f"OpenCV error: {str(e).strip().splitlines()[-1]}")
+    height, width = config.resize.output_size(info.height, info.width)
+    clip = records.ClipInfo(
+        video_id=job.video_id,
+        label=job.label,
+        label_text=job.label_text,
+        num_frames=info.num_frames,
+        fps=info.fps,
+        original_height=info.height,
+        original_width=info.width,
+        height=height,
+        width=width,
+        snippet_length=config.snippet_length,
+        frame_indices=tuple(plan.starts.tolist()),
+        flow_algorithm=config.flow_algorithm if config.has_flow else "",
+        flow_bound=config.flow_bound,
+        jpeg_quality=config.jpeg_quality,
+    )
+    example = records.serialize_example(clip, plan.encoded())
+    return VideoResult(job, example, None, info.num_frames, plan.flow_pairs, plan.fallbacks)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: ConvertConfig, threads: int) -> None:
+    cv2.setNumThreads(threads)
+    _WORKER["config"] = config
+    _WORKER["engines"] = _Engines(config, decode_threads=threads)
+
+
+def _worker_run(job: VideoJob) -> VideoResult:
+    return convert_video(job, _WORKER["config"], _WORKER["engines"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Shards.
+
+
+def assign_shards(jobs: Sequence[VideoJob], num_shards: int) -> list[list[VideoJob]]:
+    """Deals the jobs to `num_shards` shards: MD5 order of video ids, round-robin."""
+    if num_shards < 1:
+        raise ValueError(f"--num_shards must be >= 1. Received: {num_shards}")
+    ids = [j.video_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"duplicate video ids in one subset: {dup[:3]}")
+    order = sorted(jobs, key=lambda j: (hashlib.md5(j.video_id.encode()).hexdigest(), j.video_id))
+    return [order[s::num_shards] for s in range(num_shards)]
+
+
+def auto_num_shards(num_videos: int) -> int:
+    """About VIDEOS_PER_SHARD videos per shard, at least 1."""
+    return max(1, math.ceil(num_videos / VIDEOS_PER_SHARD))
+
+
+@dataclass(frozen=True)
+class _Shard:
+    subset: str
+    index: int
+    count: int
+    jobs: tuple[VideoJob, ...]
+    digest: str
+
+    @property
+    def name(self) -> str:
+        return records.shard_filename(self.subset, self.index, self.count)
+
+
+def _sidecar_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, PROGRESS_DIR, name + ".json")
+
+
+def _read_sidecar(out_dir: str, name: str) -> dict | None:
+    try:
+        with open(_sidecar_path(out_dir, name), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _shard_done(out_dir: str, shard: _Shard) -> bool:
+    final = os.path.join(out_dir, shard.name)
+    side = _read_sidecar(out_dir, shard.name)
+    if not os.path.isfile(final) or side is None:
+        return False
+    if side.get("digest") != shard.digest:
+        raise ValueError(
+            f"{final} was made with other settings or another video list (settings digest "
+            f"{side.get('digest')} != {shard.digest}). Use another --out, or delete {out_dir} "
+            "to convert again"
+        )
+    return True
+
+
+class _Progress:
+    """One stderr line: done/total, videos/s, ETA, failures (no dependency)."""
+
+    def __init__(self, total: int, enabled: bool, stream=sys.stderr):
+        self.total, self.enabled, self.stream = total, enabled, stream
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.done = self.failed = 0
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        now = time.monotonic()
+        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            m, s = divmod(int(eta), 60)
+            h, m = divmod(m, 60)
+            self.stream.write(
+                f"\r{self.done}/{self.total} videos  {rate:.2f} videos/s  "
+                f"ETA {h}:{m:02d}:{s:02d}  failed {self.failed}   "
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _results(
+    jobs: Sequence[VideoJob], config: ConvertConfig, workers: int
+) -> Iterator[VideoResult]:
+    """Converted videos in job order (in-process with one worker, else a spawn pool)."""
+    if workers <= 1:
+        engines = _Engines(config)
+        for job in jobs:
+            yield convert_video(job, config, engines)
+        return
+    # spawn: the parent may hold TensorFlow state, which must not be forked. One OpenCV thread
+    # per worker: the workers already fill the cores.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(config, 1)) as pool:
+        yield from pool.imap(_worker_run, jobs, chunksize=1)
+
+
+def convert(
+    subsets: Mapping[str, Sequence[VideoJob]],
+    out_dir: str,
+    config: ConvertConfig,
+    classes: Sequence[str],
+    num_shards: int | Mapping[str, int] = 0,
+    workers: int = 0,
+    slice_index: int = 0,
+    num_slices: int = 1,
+    info: Mapping | None = None,
+    progress: bool = True,
+) -> ConvertReport:
+    """Converts videos to sharded TFRecords in `out_dir`, resuming a previous run.
+
+    Args:
+      subsets: jobs per subset name ("train", "test").
+      out_dir: output folder (created).
+      config: what to store.
+      classes: class names (label index -> name), stored in the manifest.
+      num_shards: shards per subset (int for all, or per subset); 0 = automatic
+        (`auto_num_shards`).
+      workers: processes; 0 = all cores.
+      slice_index: which slice of the shards this process converts (many machines).
+      num_slices: how many slices (machines) share the work.
+      info: extra manifest fields, e.g. {"dataset": ..., "split": ..., "flags": {...}}.
+      progress: print the progress line on stderr.
+
+    Returns:
+      ConvertReport with the manifest written to `<out_dir>/manifest.json`.
+    """
+    if not 0 <= slice_index < num_slices:
+        raise ValueError(
+            f"--shard_index must be in [0, --num_shards_total). Received: "
+            f"shard_index={slice_index}, num_shards_total={num_slices}"
+        )
+    unknown = sorted(set(subsets) - set(SUBSETS))
+    if unknown:
+        raise ValueError(f"subsets must be among {list(SUBSETS)}. Received: {unknown}")
+    workers = workers or os.cpu_count() or 1
+    os.makedirs(os.path.join(out_dir, PROGRESS_DIR), exist_ok=True)
+    config_digest = config.digest()
+
+    shards: list[_Shard] = []
+    for subset, jobs in subsets.items():
+        count = num_shards.get(subset, 0) if isinstance(num_shards, Mapping) else num_shards
+        count = count or auto_num_shards(len(jobs))
+        for index, shard_jobs in enumerate(assign_shards(jobs, count)):
+            key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
+            shards.append(_Shard(subset, index, count, tuple(shard_jobs), _digest(key)))
+    mine = [s for s in shards if s.index % num_slices == slice_index]
+    pending = [s for s in mine if not _shard_done(out_dir, s)]
+    report = ConvertReport(manifest={}, skipped_shards=[s.name for s in mine if s not in pending])
+
+    tasks = [job for s in pending for job in s.jobs]
+    if pending:
+        import tensorflow  # noqa: F401  (the writer's ~3 s import, before the clock starts)
+    bar = _Progress(len(tasks), progress)
+    start = time.monotonic()
+    if pending:
+        results = _results(tasks, config, min(workers, len(tasks)))
+        try:
+            _write_shards(out_dir, pending, results, report, bar)
+        finally:
+            results.close()  # stops the pool on an error or Ctrl-C
+    bar.close()
+    report.seconds = time.monotonic() - start
+    report.manifest = _write_manifest(out_dir, shards, config, classes, info or {})
+    return report
+
+
+def _write_shards(
+    out_dir: str,
+    pending: Sequence[_Shard],
+    results: Iterator[VideoResult],
+    report: ConvertReport,
+    bar: _Progress,
+) -> None:
+    """Writes the pending shards in order: temp file, sidecar, rename (see module docstring)."""
+    import tensorflow as tf  # the parent writes; workers never import TensorFlow
+
+    for shard in pending:
+        final = os.path.join(out_dir, shard.name)
+        temp = final + ".incomplete"
+        failures, fallbacks, written = [], 0, 0
+        with tf.io.TFRecordWriter(temp) as writer:
+            for _ in shard.jobs:
+                result = next(results)
+                report.videos += 1
+                report.frames += result.num_frames
+                report.flow_pairs += result.flow_pairs
+                fallbacks += result.warped_fallbacks
+                if result.example is None:
+                    failures.append({"path": result.job.path, "reason": result.reason})
+                    report.failed += 1
+                else:
+                    writer.write(result.example)
+                    written += 1
+                bar.update(result.example is None)
+        side = {
+            "file": shard.name,
+            "num_examples": written,
+            "failures": failures,
+            "warped_flow_fallbacks": fallbacks,
+            "digest": shard.digest,
+            "video_ids": [j.video_id for j in shard.jobs],
+        }
+        _write_json(_sidecar_path(out_dir, shard.name), side)
+        os.replace(temp, final)
+
+
+def _write_manifest(
+    out_dir: str, shards: Sequence[_Shard], config: ConvertConfig, classes, info: Mapping
+) -> dict:
+    """Rebuilds manifest.json and failures.txt from the sidecars of every finished shard."""
+    sets: dict[str, dict] = {}
+    failures, fallbacks = [], 0
+    for shard in shards:
+        entry = sets.setdefault(
+            shard.subset,
+            {"num_examples": 0, "num_shards": shard.count, "complete": True, "shards": []},
+        )
+        side = _read_sidecar(out_dir, shard.name)
+        done = (
+            side is not None
+            and side.get("digest") == shard.digest
+            and os.path.isfile(os.path.join(out_dir, shard.name))
+        )
+        if not done:
+            entry["complete"] = False
+            continue
+        entry["shards"].append({"file": shard.name, "num_examples": side["num_examples"]})
+        entry["num_examples"] += side["num_examples"]
+        failures += [dict(f, subset=shard.subset) for f in side["failures"]]
+        fallbacks += side["warped_flow_fallbacks"]
+    manifest = {
+        "dataset": info.get("dataset", ""),
+        "split": info.get("split", 0),
+        "classes": list(classes),
+        "modalities": list(config.modalities),
+        "snippets": config.num_snippets,
+        "snippet_length": config.snippet_length,
+        "flow": (
+            {"algorithm": config.flow_algorithm, "bound": config.flow_bound}
+            if config.has_flow
+            else {"algorithm": "", "bound": config.flow_bound}
+        ),
+        "height": config.height if config.short_side is None else None,
+        "width": config.width if config.short_side is None else None,
+        "short_side": config.short_side,
+        "jpeg_quality": config.jpeg_quality,
+        "config": dataclasses.asdict(config),
+        "complete": all(s["complete"] for s in sets.values()),
+        "sets": sets,
+        "failures": failures,
+        "warped_flow_fallbacks": fallbacks,
+    }
+    manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split")})
+    manifest.setdefault("flags", {})
+    _write_json(os.path.join(out_dir, records.MANIFEST_NAME), manifest)
+    with open(os.path.join(out_dir, FAILURES_NAME), "w", encoding="utf-8") as f:
+        f.writelines(f"{x['path']}\t{x['reason']}\n" for x in failures)
+    return manifest
+
+
+def jobs_from_pairs(
+    pairs: Sequence[tuple[str, int]], classes: Sequence[str], video_root: str
+) -> list[VideoJob]:
+    """VideoJobs from (path, label) pairs (`splits.Split.train`); id = `splits.video_id`."""
+    jobs = []
+    for path, label in pairs:
+        if not 0 <= label < len(classes):
+            raise ValueError(f"{path}: label {label} outside the {len(classes)} classes")
+        jobs.append(VideoJob(path, splits.video_id(path, video_root), int(label), classes[label]))
+    return jobs
