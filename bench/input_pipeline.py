@@ -1,0 +1,252 @@
+"""Input-pipeline throughput: clips/s for rgb and flow, K=3, training augmentation.
+
+    .venv/bin/python bench/input_pipeline.py                      # synthetic 340x256 records
+    .venv/bin/python bench/input_pipeline.py --records tfrecords/ucf101_split1
+
+Without --records it writes synthetic records shaped like the converter's output (340x256
+frames, 25 snippets, L=5, JPEG quality 90; smooth images so the JPEG sizes are close to real
+frames and flow fields) into a temporary folder. It then times `input_pipeline.make_dataset`
+(training=True: shuffle, parse, segment sampling, decoding only the sampled JPEGs, multi-scale
+crop, flip, bn_inception preprocessing, batching) and prints one row per modality:
+
+  clips/s            clips delivered per second after a warm-up (all CPU cores tf.data gets)
+  bytes read/clip    record bytes read per clip (whole examples are read: all N snippets)
+  JPEG bytes/clip    bytes of the JPEGs actually decoded per clip (K snippets only)
+
+and a second table: single-thread milliseconds per clip of each stage, to see which one bounds
+the throughput.
+
+Issue #5's targets on a 2-core machine: >= 500 rgb and >= 100 flow clips/s.
+"""
+
+import os
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from tsn_keras import input_pipeline, records
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("records", None, "A records folder; default: synthetic records.")
+flags.DEFINE_list("modalities", ["rgb", "flow"], "Modalities to time.")
+flags.DEFINE_integer("num_segments", 3, "K snippets per clip.")
+flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
+flags.DEFINE_integer("input_size", 224, "Crop side.")
+flags.DEFINE_integer("batches", 40, "Timed batches per modality (after warm-up).")
+flags.DEFINE_integer("videos", 64, "Synthetic videos to write.")
+
+
+def _smooth_image(rng, height: int, width: int, channels: int, noise=2.0, coarse=8):
+    """Upsampled coarse noise plus fine noise: JPEG sizes near real frames (not white noise)."""
+    small = rng.integers(0, 256, (height // coarse, width // coarse, channels)).astype(np.uint8)
+    image = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = image.reshape(height, width, channels)
+    noise = rng.normal(0, noise, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def write_synthetic_records(
+    out_dir: str,
+    videos: int,
+    snippets: int = 25,
+    length: int = 5,
+    height: int = 256,
+    width: int = 340,
+    shards: int = 4,
+) -> str:
+    """A records folder shaped like the converter's output, from pools of smooth JPEGs."""
+    rng = np.random.default_rng(0)
+    rgb_pool = [records.encode_jpeg(_smooth_image(rng, height, width, 3)) for _ in range(40)]
+    flow_pool = []
+    for _ in range(80):
+        field = _smooth_image(rng, height, width, 1, noise=0.5, coarse=32)[..., 0]
+        field = (128 + (field.astype(np.int16) - 128) // 6).astype(np.uint8)  # small motion
+        flow_pool.append(records.encode_jpeg(field))
+    writers = [
+        tf.io.TFRecordWriter(os.path.join(out_dir, records.shard_filename("train", s, shards)))
+        for s in range(shards)
+    ]
+    counts = [0] * shards
+    for v in range(videos):
+        info = records.ClipInfo(
+            video_id=f"Class{v % 8}/v_{v:04d}.avi",
+            label=v % 8,
+            label_text=f"Class{v % 8}",
+            num_frames=150,
+            fps=25.0,
+            original_height=240,
+            original_width=320,
+            height=height,
+            width=width,
+            snippet_length=length,
+            frame_indices=tuple(int(i) for i in np.linspace(0, 145, snippets)),
+            flow_algorithm="tvl1",
+        )
+        pick = lambda pool: pool[rng.integers(len(pool))]  # noqa: E731
+        encoded = {
+            "rgb": [pick(rgb_pool) for _ in range(snippets)],
+            "flow_x": [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)],
+            "flow_y": [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)],
+        }
+        writers[v % shards].write(records.serialize_example(info, encoded))
+        counts[v % shards] += 1
+    for w in writers:
+        w.close()
+    import json
+
+    manifest = {
+        "dataset": "bench",
+        "split": 1,
+        "classes": [f"Class{i}" for i in range(8)],
+        "modalities": ["rgb", "flow"],
+        "snippets": snippets,
+        "snippet_length": length,
+        "flow": {"algorithm": "tvl1", "bound": 20.0},
+        "height": height,
+        "width": width,
+        "sets": {
+            "train": {
+                "num_examples": videos,
+                "shards": [
+                    {"file": records.shard_filename("train", s, shards), "num_examples": counts[s]}
+                    for s in range(shards)
+                ],
+            }
+        },
+        "failures": [],
+        "warped_flow_fallbacks": 0,
+        "flags": {},
+    }
+    with open(os.path.join(out_dir, records.MANIFEST_NAME), "w") as f:
+        json.dump(manifest, f)
+    return out_dir
+
+
+def _jpeg_bytes_per_clip(records_dir: str, modality: str, k: int) -> float:
+    """Mean bytes of the JPEGs a clip decodes: K snippets x (1 rgb | 2L flow) JPEGs."""
+    total, count = 0, 0
+    for serialized in tf.data.TFRecordDataset(records.shard_files(records_dir, "train")).take(16):
+        parsed = records.parse_example(serialized, [modality])
+        if modality == "rgb":
+            sizes = tf.strings.length(parsed["rgb"]).numpy()  # [N]
+        else:
+            sizes = (
+                tf.reduce_sum(tf.strings.length(parsed[f"{modality}_x"]), 1)
+                + tf.reduce_sum(tf.strings.length(parsed[f"{modality}_y"]), 1)
+            ).numpy()
+        total += sizes.mean() * k
+        count += 1
+    return total / count
+
+
+def _stage_ms(records_dir: str, modality: str, n: int = 48) -> dict:
+    """Single-thread milliseconds per clip of each stage (where the pipeline spends its time)."""
+    files = records.shard_files(records_dir, "train")
+    k, size = FLAGS.num_segments, FLAGS.input_size
+    length = int(records.read_manifest(records_dir).get("snippet_length", 5))
+    idx = tf.constant([2, 10, 20][:k] + [0] * max(k - 3, 0), tf.int32)
+    parse = tf.function(lambda s: records.parse_example(s, [modality]))
+    decode = tf.function(
+        lambda s: records.decode_snippets(
+            records.parse_example(s, [modality]), modality, idx, length
+        )
+    )
+    seed = tf.constant([1, 2], tf.int64)
+    augment = tf.function(
+        lambda c: input_pipeline.preprocess_clip(c, modality, "bn_inception", size, True, seed)
+    )
+
+    def timed(fn, items):
+        fn(items[0])
+        start = time.perf_counter()
+        for item in items:
+            fn(item)
+        return 1000 * (time.perf_counter() - start) / len(items)
+
+    start = time.perf_counter()
+    examples = list(tf.data.TFRecordDataset(files).take(n))
+    read = 1000 * (time.perf_counter() - start) / len(examples)
+    parse_ms = timed(parse, examples)
+    decode_ms = timed(decode, examples) - parse_ms
+    clip = decode(examples[0])
+    return {
+        "read": read,
+        "parse": parse_ms,
+        "decode": decode_ms,
+        "augment": timed(augment, [clip] * 16),
+    }
+
+
+def bench(records_dir: str, modality: str) -> dict:
+    stages = _stage_ms(records_dir, modality)  # first: no pipeline threads running yet
+    ds = input_pipeline.make_dataset(
+        records_dir,
+        "train",
+        modality,
+        FLAGS.num_segments,
+        FLAGS.batch_size,
+        training=True,
+        input_size=FLAGS.input_size,
+        backbone="bn_inception",
+    )
+    it = iter(ds)
+    for _ in range(5):  # warm-up: autotune, file open, first decode
+        next(it)
+    start = time.perf_counter()
+    for _ in range(FLAGS.batches):
+        clips, _ = next(it)
+    elapsed = time.perf_counter() - start
+    del it  # stop the pipeline's threads before the next measurement
+    clips_per_s = FLAGS.batches * FLAGS.batch_size / elapsed
+    files = records.shard_files(records_dir, "train")
+    manifest = records.read_manifest(records_dir)
+    bytes_per_clip = (
+        sum(os.path.getsize(f) for f in files) / manifest["sets"]["train"]["num_examples"]
+    )
+    return {
+        "modality": modality,
+        "clips_per_s": clips_per_s,
+        "shape": tuple(clips.shape),
+        "bytes_read": bytes_per_clip,
+        "jpeg_bytes": _jpeg_bytes_per_clip(records_dir, modality, FLAGS.num_segments),
+        "stages": stages,
+    }
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as tmp:
+        records_dir = FLAGS.records or write_synthetic_records(tmp, FLAGS.videos)
+        rows = [bench(records_dir, m) for m in FLAGS.modalities]
+    print(
+        f"\ninput pipeline, K={FLAGS.num_segments}, batch {FLAGS.batch_size}, "
+        f"{FLAGS.input_size}px, training augmentation, {os.cpu_count()} CPU cores"
+    )
+    print(
+        f"{'modality':<9} {'clips/s':>9} {'ms/clip':>8} {'bytes read/clip':>16} "
+        f"{'JPEG bytes/clip':>16}  batch shape"
+    )
+    for r in rows:
+        print(
+            f"{r['modality']:<9} {r['clips_per_s']:>9.1f} {1000 / r['clips_per_s']:>8.2f} "
+            f"{r['bytes_read']:>16,.0f} {r['jpeg_bytes']:>16,.0f}  {r['shape']}"
+        )
+    print(
+        "\nsingle-thread ms per clip by stage: read (+CRC), parse, decode the K sampled "
+        "snippets, augment (crop, flip, resize, preprocess)"
+    )
+    print(f"{'modality':<9} {'read':>7} {'parse':>7} {'decode':>7} {'augment':>8} {'sum':>7}")
+    for r in rows:
+        st = r["stages"]
+        print(
+            f"{r['modality']:<9} {st['read']:>7.2f} {st['parse']:>7.2f} {st['decode']:>7.2f} "
+            f"{st['augment']:>8.2f} {sum(st.values()):>7.2f}"
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,269 @@
+"""tf.data input pipeline: record shards -> parse -> sample -> decode -> augment -> batches.
+
+    shard files (shuffled, sharded per input pipeline)
+      -> parallel interleave of TFRecordDataset       (serialized SequenceExamples)
+      -> shuffle, repeat                              (training)
+      -> parse (records.parse_example)                (JPEG bytes of all N stored snippets)
+      -> TSN sampling (sampling.sample_snippet_indices: K of the N snippets)
+      -> decode only the K sampled snippets (records.decode_snippets)       uint8 [K, H, W, C]
+      -> preprocess_clip: train_augment | center_crop, then models.preprocess_input
+                                                                     float32 [K, S, S, C']
+      -> batch, prefetch                         ([B, K, S, S, C'] float32, [B] int32 labels)
+
+`preprocess_clip` is the one place that turns decoded snippets into network input; training,
+validation, the SavedModel export and prediction all call it (training=False gives the
+deterministic centre view).
+
+Randomness is stateless: every example gets its own seed, folded from the pipeline seed, the
+input pipeline id and the example's position in the (seeded, deterministic) stream, so a seeded
+pipeline gives the same batches on every run, eagerly or in a graph.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import tensorflow as tf
+
+from tsn_keras import augment, records, sampling
+from tsn_keras.models import preprocess_input
+
+SUBSETS = ("train", "test")
+PAD_LABEL = -1  # label of the zero clips that pad evaluation batches (weight 0)
+
+
+def preprocess_clip(
+    clip: tf.Tensor,
+    modality: str,
+    backbone: str,
+    input_size: int,
+    training: bool,
+    seed: tf.Tensor | None = None,
+    more_fix_crop: bool = True,
+    scale_size: int | None = None,
+) -> tf.Tensor:
+    """Decoded snippets -> network input, shared by training, evaluation, export and predict.
+
+    Args:
+      clip: uint8 (or 0-255 float) [K, H, W, C]: RGB order for rgb, raw encoded 0-255
+        interleaved x1, y1, ... for flow, L+1 stacked RGB frames for rgbdiff.
+      modality: "rgb", "flow", "warped_flow" or "rgbdiff".
+      backbone: backbone name, selects the normalisation of `models.preprocess_input`.
+      input_size: network input side S.
+      training: True: TSN multi-scale corner crop + flow-aware random flip (needs `seed`);
+        False: resize the short side to scale_size and take the centre crop.
+      seed: int tensor [2], stateless seed of the augmentation (training only).
+      more_fix_crop: 13 crop positions instead of 5 (training only).
+      scale_size: short side before the centre crop; default input_size * 256 // 224.
+
+    Returns:
+      float32 [K, S, S, C'] (C' = C except rgbdiff: 3L differences).
+    """
+    if training:
+        if seed is None:
+            raise ValueError("preprocess_clip(training=True) needs a [2] int seed.")
+        views = augment.train_augment(clip, modality, input_size, seed, more_fix_crop)
+    else:
+        views = augment.center_crop(clip, input_size, scale_size)
+    return tf.cast(preprocess_input(views, backbone=backbone, modality=modality), tf.float32)
+
+
+def preprocess_batch(
+    clips: tf.Tensor, modality: str, backbone: str, input_size: int, scale_size: int | None = None
+) -> tf.Tensor:
+    """`preprocess_clip(training=False)` of a batch: [B, K, H, W, C] -> float32 [B, K, S, S, C']."""
+    shape = tf.shape(clips)
+    b, k = shape[0], shape[1]
+    folded = tf.reshape(clips, tf.concat([[b * k], shape[2:]], 0))  # [B*K, H, W, C]
+    views = preprocess_clip(folded, modality, backbone, input_size, False, scale_size=scale_size)
+    out_shape = tf.concat([[b, k], tf.shape(views)[1:]], 0)
+    return tf.reshape(views, out_shape)  # [B, K, S, S, C']
+
+
+def record_files(records_path: str, subset: str) -> list[str]:
+    """Shard files of a subset: from a records folder's manifest, or a glob of .tfrecord files.
+
+    Raises:
+      FileNotFoundError: when the folder has no manifest or the glob matches nothing.
+    """
+    if tf.io.gfile.isdir(records_path):
+        return records.shard_files(records_path, subset)
+    files = sorted(tf.io.gfile.glob(records_path))
+    if not files:
+        raise FileNotFoundError(
+            f"--records {records_path!r} is neither a records folder (with "
+            f"{records.MANIFEST_NAME}) nor a glob that matches .tfrecord files"
+        )
+    return files
+
+
+def _manifest_of(records_path: str) -> dict | None:
+    folder = records_path if tf.io.gfile.isdir(records_path) else os.path.dirname(records_path)
+    if tf.io.gfile.exists(os.path.join(folder, records.MANIFEST_NAME)):
+        return records.read_manifest(folder)
+    return None
+
+
+def snippet_length_of(records_path: str, files: list[str], modality: str) -> int:
+    """L of the stored snippets: from the manifest, else read from the first example."""
+    manifest = _manifest_of(records_path)
+    if manifest is not None and "snippet_length" in manifest:
+        return int(manifest["snippet_length"])
+    first = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
+    if first is None:
+        raise ValueError(f"{files[0]} holds no examples; cannot tell the snippet length")
+    return int(records.parse_example(first, [modality])["snippet_length"])
+
+
+def examples_per_pipeline(
+    records_path: str, subset: str, num_input_pipelines: int = 1
+) -> list[int]:
+    """Examples each input pipeline reads, with the sharding `make_dataset` uses (manifest).
+
+    Needed to run every pipeline for the same number of evaluation batches (a multi-worker
+    requirement: all workers must step together).
+    """
+    manifest = _manifest_of(records_path)
+    if manifest is None or subset not in manifest.get("sets", {}):
+        raise ValueError(
+            f"{records_path}: counting examples needs the manifest.json with subset '{subset}'"
+        )
+    shards = [int(s["num_examples"]) for s in manifest["sets"][subset]["shards"]]
+    if len(shards) >= num_input_pipelines:
+        return [sum(shards[i::num_input_pipelines]) for i in range(num_input_pipelines)]
+    total = sum(shards)
+    return [len(range(i, total, num_input_pipelines)) for i in range(num_input_pipelines)]
+
+
+def make_dataset(
+    records_path: str,
+    subset: str,
+    modality: str,
+    num_segments: int,
+    batch_size: int,
+    training: bool,
+    input_size: int = 224,
+    seed: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    backbone: str = "bn_inception",
+    sampling_mode: str | None = None,
+    more_fix_crop: bool = True,
+    shuffle_buffer: int = 256,
+    cycle_length: int = 4,
+    repeat: bool | None = None,
+    pad_to_batches: int | None = None,
+    preprocess: bool = True,
+) -> tf.data.Dataset:
+    """Batches of TSN clips from TFRecord shards.
+
+    Args:
+      records_path: a records folder (manifest.json + shards) or a glob of .tfrecord files.
+      subset: "train" or "test" (the folder's subsets; validation reads "test").
+      modality: "rgb", "flow", "warped_flow" or "rgbdiff" (must be stored in the records).
+      num_segments: K snippets per clip.
+      batch_size: GLOBAL batch size; with `input_context` each pipeline batches
+        `input_context.get_per_replica_batch_size(batch_size)`.
+      training: shuffle, repeat, random segment sampling and augmentation; else segment
+        centres ("val") and the centre crop, one pass, in file order.
+      input_size: network input side S.
+      seed: makes shuffling, sampling and augmentation deterministic (tests, resumable
+        runs); None draws a fresh seed and lets tf.data run out of order for speed.
+      input_context: from `strategy.distribute_datasets_from_function`: shards files (or,
+        with fewer files than pipelines, examples) per input pipeline.
+      backbone: selects `preprocess_input`'s normalisation.
+      sampling_mode: "train", "val" or "test"; default "train" if training else "val".
+      more_fix_crop: 13 crop positions instead of 5.
+      shuffle_buffer: videos in the shuffle buffer. A serialized record holds every stored
+        modality (25 snippets at 340x256: ~0.6 MB rgb, ~1.1 MB flow, ~1.8 MB both), so 256
+        of them take ~0.5 GB; size it to memory.
+      cycle_length: files read in parallel.
+      repeat: repeat forever; default = training.
+      pad_to_batches: for evaluation under several pipelines: yield exactly this many full
+        batches, padding with zero clips labelled PAD_LABEL (-1) (give them weight 0).
+      preprocess: False stops after augmentation (float32 0-255, RGB order) - for showing
+        input snippets in TensorBoard.
+
+    Returns:
+      tf.data.Dataset of (clips float32 [B, K, S, S, C'], labels int32 [B]).
+    """
+    augment._check_modality(modality)
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}. Received: subset={subset!r}")
+    if num_segments < 1 or batch_size < 1:
+        raise ValueError(
+            f"num_segments and batch_size must be >= 1. Received: num_segments={num_segments}, "
+            f"batch_size={batch_size}"
+        )
+    sampling_mode = sampling_mode or ("train" if training else "val")
+    repeat = training if repeat is None else repeat
+    files = record_files(records_path, subset)
+    snippet_length = snippet_length_of(records_path, files, modality)
+
+    num_pipelines, pipeline_id, per_batch = 1, 0, batch_size
+    if input_context is not None:
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+        per_batch = input_context.get_per_replica_batch_size(batch_size)
+    deterministic = seed is not None
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    base_seed = tf.constant([seed, pipeline_id], tf.int64)
+
+    shard_by_file = len(files) >= num_pipelines
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shard_by_file and num_pipelines > 1:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(cycle_length, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        # Sharding examples needs the same order in every pipeline.
+        deterministic=deterministic or not shard_by_file,
+    )
+    if not shard_by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate()  # the position gives each example its own seed
+
+    def load(index, serialized):
+        example_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        sample_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(example_seed, 2)
+        )
+        parsed = records.parse_example(serialized, [modality])
+        idx = sampling.sample_snippet_indices(
+            parsed["num_snippets"], num_segments, sampling_mode, seed=sample_seed
+        )
+        clip = records.decode_snippets(parsed, modality, idx, snippet_length)  # [K, H, W, C]
+        if preprocess:
+            views = preprocess_clip(
+                clip, modality, backbone, input_size, training, augment_seed, more_fix_crop
+            )
+        elif training:
+            views = augment.train_augment(clip, modality, input_size, augment_seed, more_fix_crop)
+        else:
+            views = augment.center_crop(clip, input_size)
+        views = tf.ensure_shape(views, [num_segments, input_size, input_size, None])
+        return views, tf.cast(parsed["label"], tf.int32)
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if pad_to_batches is not None:
+        spec = ds.element_spec[0]
+        if not spec.shape.is_fully_defined():
+            raise ValueError(f"padding needs a static clip shape; got {spec.shape}")
+        pad = tf.data.Dataset.from_tensors(
+            (tf.zeros(spec.shape, spec.dtype), tf.constant(PAD_LABEL, tf.int32))
+        ).repeat()
+        ds = ds.concatenate(pad).batch(per_batch, drop_remainder=True).take(pad_to_batches)
+    else:
+        ds = ds.batch(per_batch, drop_remainder=training)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
