@@ -138,6 +138,22 @@ def test_random_flip_flips_about_half_the_clips():
     assert 25 < sum(flips) < 75
 
 
+def test_train_augment_without_flip_keeps_direction():
+    """--random_flip=false: a right-moving flow pattern stays right-moving under every seed."""
+    x = np.full((1, 16, 16, 2), 128, np.uint8)
+    x[..., 0] = 200  # x flow > 128: moving right
+    clip = tf.constant(x)
+    with_flip, without = [], []
+    for s in range(40):
+        seed = tf.constant([s, 1])
+        with_flip.append(augment.train_augment(clip, "flow", 8, seed).numpy()[..., 0].mean())
+        without.append(
+            augment.train_augment(clip, "flow", 8, seed, flip=False).numpy()[..., 0].mean()
+        )
+    assert min(without) > 190
+    assert any(v < 60 for v in with_flip) and any(v > 190 for v in with_flip)
+
+
 def test_center_crop_golden():
     clip = _position_clip(2, 256, 340)  # short side already 256 -> no resize
     out = augment.center_crop(clip, 224).numpy()

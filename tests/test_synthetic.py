@@ -106,9 +106,9 @@ def test_split_files_read_back_with_splits(datasets):
 @pytest.mark.parametrize(
     "classes, shape, some_name",
     [
-        (2, (1, 2), "RedBlobMoveRight"),
-        (8, (4, 2), "YellowBlobMoveLeft"),
-        (24, (12, 2), "TealBlobMoveRight"),
+        (2, (1, 2), "RedBlobMoveDown"),
+        (8, (4, 2), "YellowBlobMoveUp"),
+        (24, (12, 2), "TealBlobMoveDown"),
         (32, (8, 4), "PurpleBlobMoveDown"),
         (48, (12, 4), "TealBlobMoveUp"),
     ],
@@ -149,7 +149,7 @@ def test_bad_parameters_are_named(tmp_path, kwargs, message):
 
 def test_isoluminant_colours_give_identical_grayscale():
     """Flow is computed on grayscale frames: every colour must give the same gray video."""
-    grid = [c for c in synthetic.class_grid(24) if c.motion == "Left"]
+    grid = [c for c in synthetic.class_grid(24) if c.motion == "Up"]
     for cls in grid:
         r, g, b = cls.rgb
         assert 0.299 * r + 0.587 * g + 0.114 * b == pytest.approx(150.0, abs=0.1)
@@ -196,12 +196,12 @@ def test_appearance_is_in_colour_and_motion_is_in_flow():
             assert np.linalg.norm(means[a] - means[b]) > 40.0, (a, b)
     # ... but is the same whichever way the object moves.
     for appearance, by_motion in colours.items():
-        left, right = np.mean(by_motion["Left"], axis=0), np.mean(by_motion["Right"], axis=0)
-        np.testing.assert_allclose(left, right, atol=3.0, err_msg=appearance)
-    # Flow: the sign of the object's horizontal motion tells Left from Right, for every clip.
-    assert all(m[0] < -0.5 for m in motions["Left"])
-    assert all(m[0] > 0.5 for m in motions["Right"])
-    assert all(abs(m[1]) < abs(m[0]) for m in motions["Left"] + motions["Right"])
+        up, down = np.mean(by_motion["Up"], axis=0), np.mean(by_motion["Down"], axis=0)
+        np.testing.assert_allclose(up, down, atol=3.0, err_msg=appearance)
+    # Flow: the sign of the object's vertical motion tells Up from Down, for every clip.
+    assert all(m[1] < -0.5 for m in motions["Up"])
+    assert all(m[1] > 0.5 for m in motions["Down"])
+    assert all(abs(m[0]) < abs(m[1]) for m in motions["Up"] + motions["Down"])
 
 
 def test_rerun_reuses_and_other_parameters_replace(tmp_path):
@@ -236,7 +236,7 @@ def test_command_line(tmp_path, capsys):
     argv += ["--width", "32", "--height", "24", "--fps", "10", "--seconds", "0.5"]
     assert synthetic.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "classes: 2 = 1 appearances (Red) x 2 motions (Left, Right)" in printed
+    assert "classes: 2 = 1 appearances (Red) x 2 motions (Up, Down)" in printed
     assert "clips: 4 (train 2, test 2)" in printed and "bytes" in printed
     assert synthetic.main(argv) == 0
     assert "reused" in capsys.readouterr().out

@@ -185,6 +185,7 @@ def train_augment(
     input_size: int,
     seed: tf.Tensor,
     more_fix_crop: bool = True,
+    flip: bool = True,
 ) -> tf.Tensor:
     """TSN training augmentation: multi-scale corner crop, then a flow-aware random flip.
 
@@ -194,6 +195,8 @@ def train_augment(
       input_size: output side.
       seed: int tensor [2].
       more_fix_crop: 13 crop positions (TSN default) instead of 5.
+      flip: the random horizontal flip; turn it off when the classes depend on left vs right
+        (a flipped "swipe left" is a "swipe right").
 
     Returns:
       float32 [K, input_size, input_size, C], still on the 0-255 scale.
@@ -204,7 +207,8 @@ def train_augment(
     )
     # Flipping the window before resizing is the same as after (bilinear resizing with
     # half-pixel centres is mirror-symmetric) and touches 4x fewer bytes while still uint8.
-    window = random_flip(window, modality, flip_seed)
+    if flip:
+        window = random_flip(window, modality, flip_seed)
     return _resize(window, [input_size, input_size])
 
 

@@ -42,6 +42,7 @@ def preprocess_clip(
     seed: tf.Tensor | None = None,
     more_fix_crop: bool = True,
     scale_size: int | None = None,
+    flip: bool = True,
 ) -> tf.Tensor:
     """Decoded snippets -> network input, shared by training, evaluation, export and predict.
 
@@ -55,6 +56,7 @@ def preprocess_clip(
         False: resize the short side to scale_size and take the centre crop.
       seed: int tensor [2], stateless seed of the augmentation (training only).
       more_fix_crop: 13 crop positions instead of 5 (training only).
+      flip: the random horizontal flip (training only).
       scale_size: short side before the centre crop; default input_size * 256 // 224.
 
     Returns:
@@ -63,7 +65,7 @@ def preprocess_clip(
     if training:
         if seed is None:
             raise ValueError("preprocess_clip(training=True) needs a [2] int seed.")
-        views = augment.train_augment(clip, modality, input_size, seed, more_fix_crop)
+        views = augment.train_augment(clip, modality, input_size, seed, more_fix_crop, flip)
     else:
         views = augment.center_crop(clip, input_size, scale_size)
     return tf.cast(preprocess_input(views, backbone=backbone, modality=modality), tf.float32)
@@ -149,6 +151,7 @@ def make_dataset(
     backbone: str = "bn_inception",
     sampling_mode: str | None = None,
     more_fix_crop: bool = True,
+    random_flip: bool = True,
     shuffle_buffer: int = 256,
     cycle_length: int = 4,
     repeat: bool | None = None,
@@ -174,6 +177,7 @@ def make_dataset(
       backbone: selects `preprocess_input`'s normalisation.
       sampling_mode: "train", "val" or "test"; default "train" if training else "val".
       more_fix_crop: 13 crop positions instead of 5.
+      random_flip: flip clips horizontally at random when training (flow-aware).
       shuffle_buffer: videos in the shuffle buffer. A serialized record holds every stored
         modality (25 snippets at 340x256: ~0.6 MB rgb, ~1.1 MB flow, ~1.8 MB both), so 256
         of them take ~0.5 GB; size it to memory.
@@ -243,10 +247,13 @@ def make_dataset(
         clip = records.decode_snippets(parsed, modality, idx, snippet_length)  # [K, H, W, C]
         if preprocess:
             views = preprocess_clip(
-                clip, modality, backbone, input_size, training, augment_seed, more_fix_crop
-            )
+                clip, modality, backbone, input_size, training, augment_seed, more_fix_crop,
+                flip=random_flip,
+            )  # fmt: skip
         elif training:
-            views = augment.train_augment(clip, modality, input_size, augment_seed, more_fix_crop)
+            views = augment.train_augment(
+                clip, modality, input_size, augment_seed, more_fix_crop, random_flip
+            )
         else:
             views = augment.center_crop(clip, input_size)
         views = tf.ensure_shape(views, [num_segments, input_size, input_size, None])

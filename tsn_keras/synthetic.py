@@ -5,7 +5,7 @@
         --height 24 --fps 10 --seconds 1 --duration_jitter 0
 
 Each class is one cell of an appearance x motion grid: a textured blob of one colour moving in
-one direction (`RedBlobMoveLeft`, `RedBlobMoveRight`, `GreenBlobMoveLeft`, ...). The grid is
+one direction (`RedBlobMoveUp`, `RedBlobMoveDown`, `GreenBlobMoveUp`, ...). The grid is
 built so that each stream of a two-stream network sees only half of the label:
 
   * Appearance classes differ ONLY in hue. The colours are isoluminant (same luma under the
@@ -27,17 +27,19 @@ lowest-numbered groups are the test set, as in UCF101's split 1), so the test se
 backgrounds never seen in training.
 
 Grid rule for `classes=N` (N even, 2 <= N <= 48):
-  * N <= 24: N/2 appearances x 2 motions (Left, Right).
-  * N > 24: N must be a multiple of 4; N/4 appearances x 4 motions (Left, Right, Up, Down).
+  * N <= 24: N/2 appearances x 2 motions (Up, Down). Not Left/Right: training flips clips
+    horizontally (TSN's augmentation), which would turn a left-moving clip into a right-moving
+    one under the same label (train with --random_flip=false for such classes).
+  * N > 24: N must be a multiple of 4; N/4 appearances x 4 motions (Up, Down, Left, Right).
 Appearances are taken in the order of `APPEARANCES` (Red, Green, Blue, Yellow, ...). Class
 labels follow the alphabetical order of the class names, as in UCF101's classInd.txt, so the
 `ucf101` and `folder` readers of tsn_keras.splits give the same labels.
 
 Output (`<out>` is the video root; split files as UCF101 ships them, CRLF line endings):
     <out>/<Class>/v_<Class>_gGG_cCC.avi
-    <out>/ucfTrainTestlist/classInd.txt      "1 BlueBlobMoveLeft"
-    <out>/ucfTrainTestlist/trainlist01.txt   "BlueBlobMoveLeft/v_BlueBlobMoveLeft_g04_c01.avi 1"
-    <out>/ucfTrainTestlist/testlist01.txt    "BlueBlobMoveLeft/v_BlueBlobMoveLeft_g01_c01.avi"
+    <out>/ucfTrainTestlist/classInd.txt      "1 BlueBlobMoveDown"
+    <out>/ucfTrainTestlist/trainlist01.txt   "BlueBlobMoveDown/v_BlueBlobMoveDown_g04_c01.avi 1"
+    <out>/ucfTrainTestlist/testlist01.txt    "BlueBlobMoveDown/v_BlueBlobMoveDown_g01_c01.avi"
     <out>/synthetic.json                     the parameters and the summary
 
 Running twice with the same parameters reuses the files (a finished synthetic.json with the same
@@ -78,11 +80,13 @@ APPEARANCES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("Teal", (0, 255, 128)),
 )
 # Unit direction (dx, dy) in image coordinates (y grows downwards).
+# Up and Down come first: the 2-motion grid must survive TSN's horizontal-flip augmentation,
+# which mirrors a left-moving clip into a right-moving one (and inverts its x flow).
 MOTIONS: tuple[tuple[str, tuple[int, int]], ...] = (
-    ("Left", (-1, 0)),
-    ("Right", (1, 0)),
     ("Up", (0, -1)),
     ("Down", (0, 1)),
+    ("Left", (-1, 0)),
+    ("Right", (1, 0)),
 )
 CODECS = ("mp4v", "MJPG")
 SPLIT_DIR_NAME = "ucfTrainTestlist"

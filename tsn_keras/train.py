@@ -124,6 +124,7 @@ class TrainConfig:
     seed: int | None = None
     val_every: int = 1  # validate every N epochs; 0: never
     more_fix_crop: bool = True
+    random_flip: bool = True
     shuffle_buffer: int = 256
     verbose: bool = True
 
@@ -531,6 +532,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
             input_context=ctx,
             backbone=config.backbone,
             more_fix_crop=config.more_fix_crop,
+            random_flip=config.random_flip,
             shuffle_buffer=config.shuffle_buffer,
         )
 
@@ -822,6 +824,12 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     integer("seed", None, "Seed of weights and data (deterministic input).")
     integer("val_every", 1, "Validate every N epochs (and after the last); 0 never.")
     boolean("more_fix_crop", True, "13 multi-scale crop positions (else 5).")
+    boolean(
+        "random_flip",
+        True,
+        "Flip training clips horizontally at random (flow: x inverted). Turn off when classes "
+        "depend on left vs right.",
+    )
     integer("shuffle_buffer", 256, "Serialized videos in the shuffle buffer.")
     flags.mark_flags_as_required(["records", "model_dir"], flag_values=flag_values)
 
@@ -861,6 +869,7 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
         seed=f.seed,
         val_every=f.val_every,
         more_fix_crop=f.more_fix_crop,
+        random_flip=f.random_flip,
         shuffle_buffer=f.shuffle_buffer,
     )
     # --consensus is checked by the model's config; do it now, before any data is read.

@@ -1,0 +1,362 @@
+"""Video-level testing: `python -m tsn_keras.evaluate --model_dir runs/rgb --records DIR`.
+
+TSN's test protocol: 25 evenly spaced stored snippets per video x 10 crops (the 4 corners and
+the centre of the frame with its short side resized to 256, and their mirrors; `--crops 1|3|10`).
+The model scores every crop of all 25 snippets; its consensus joins the snippets, and the crops'
+scores are averaged (for the default average consensus this is the mean over crops and
+snippets of tsn-pytorch's `test_models.py`).
+
+Reports top-1, top-5 and mean class accuracy (UCF101's and HMDB51's metric), per-class accuracy
+and a confusion matrix, and writes to --output_dir (default <model_dir>/eval, or beside the
+SavedModel's folder):
+  scores.npz      per-video logits averaged over crops, with video ids, labels, class names
+                  (the input of `python -m tsn_keras.fuse`; --scores_out moves it)
+  metrics.json    the numbers printed
+  confusion.png   the confusion matrix; also an image (and the metrics) in TensorBoard there
+
+The model comes from a training run (--model_dir: config + latest checkpoint) or an export
+(--saved_model: its `serve_views` signature), the same numbers either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from tsn_keras import augment, fuse, input_pipeline, metrics, records, sampling
+from tsn_keras.models import preprocess_input
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a scorer needs to know about its model's input."""
+
+    modality: str
+    backbone: str
+    input_size: int
+    snippet_length: int
+    classes: tuple[str, ...]
+    conversion: dict | None = None  # the converter settings of the training records
+
+
+class Scorer:
+    """A trained TSN model as a function of raw test views.
+
+    Call with float32 [B, K, S, S, C] crops holding raw 0-255 values (RGB order; raw encoded
+    flow) and get logits [B, classes] as numpy. Preprocessing is the model's own:
+    `models.preprocess_input` (Keras path) or inside the SavedModel's graph.
+    """
+
+    def __init__(self, info: ModelInfo, fn: Callable[[tf.Tensor], tf.Tensor], source: str):
+        self.info = info
+        self._fn = fn
+        self.source = source
+
+    def __call__(self, views) -> np.ndarray:
+        return np.asarray(self._fn(tf.convert_to_tensor(views, tf.float32)), np.float32)
+
+
+def load_scorer(path: str) -> Scorer:
+    """A Scorer from a SavedModel folder (`export`) or a training run's --model_dir.
+
+    Raises:
+      FileNotFoundError: `path` is neither (the message says which files were looked for).
+    """
+    from tsn_keras import export  # TF-heavy; imported here so `fuse` stays light
+
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        loaded = tf.saved_model.load(path)
+        meta = export.read_export_meta(path)
+        info = ModelInfo(
+            modality=meta["modality"],
+            backbone=meta["backbone"],
+            input_size=int(meta["input_size"]),
+            snippet_length=int(meta["snippet_length"]),
+            classes=tuple(meta["classes"]),
+            conversion=meta.get("conversion"),
+        )
+        serve = loaded.signatures[export.VIEWS_SIGNATURE]
+
+        def run_saved(views):
+            return serve(views=views)["logits"]
+
+        scorer = Scorer(info, run_saved, path)
+        scorer._loaded = loaded  # keep the restored object (and its variables) alive
+        return scorer
+    model, tsn_config, classes, data = export.restore_from_model_dir(path)
+    info = ModelInfo(
+        modality=tsn_config.modality,
+        backbone=tsn_config.backbone,
+        input_size=tsn_config.input_size,
+        snippet_length=tsn_config.snippet_length,
+        classes=tuple(classes),
+        conversion=data.get("conversion"),
+    )
+
+    @tf.function(reduce_retracing=True)
+    def run_keras(views):
+        x = preprocess_input(views, backbone=info.backbone, modality=info.modality)
+        return tf.cast(model(x, training=False), tf.float32)
+
+    return Scorer(info, run_keras, path)
+
+
+def test_views(
+    serialized: tf.Tensor, info: ModelInfo, num_segments: int = 25, crops: int = 10
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One example's test views: (float32 [crops, K, S, S, C] raw crops, video id, label).
+
+    The K snippets are evenly spaced over the stored ones (`sampling`'s test rule); the crops
+    are `augment.crop_views`. Runs eagerly and inside tf.data.
+    """
+    parsed = records.parse_example(serialized, [info.modality])
+    idx = sampling.sample_snippet_indices(parsed["num_snippets"], num_segments, "test")
+    clip = records.decode_snippets(parsed, info.modality, idx, info.snippet_length)  # [K,H,W,C]
+    views = augment.crop_views(clip, info.modality, info.input_size, crops)  # [crops,K,S,S,C]
+    return tf.cast(views, tf.float32), parsed["video_id"], parsed["label"]
+
+
+def score_examples(
+    scorer: Scorer,
+    examples: tf.data.Dataset,
+    num_segments: int = 25,
+    crops: int = 10,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    """Yields (video id, label, logits [classes] averaged over crops) for serialized examples."""
+    info = scorer.info
+    ds = examples.map(
+        lambda s: test_views(s, info, num_segments, crops),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).prefetch(1)
+    for i, (views, video_id, label) in enumerate(ds):
+        logits = scorer(views)  # [crops, classes]
+        yield video_id.numpy().decode("utf-8"), int(label), logits.mean(axis=0)
+        if progress:
+            progress(i + 1)
+
+
+def evaluate(
+    scorer: Scorer,
+    records_path: str,
+    subset: str = "test",
+    num_segments: int = 25,
+    crops: int = 10,
+    max_videos: int | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Scores every video of a records subset; returns ids, labels, scores and the metrics."""
+    files = input_pipeline.record_files(records_path, subset)
+    manifest = _manifest_or_none(records_path)
+    if manifest is not None and list(manifest["classes"]) != list(scorer.info.classes):
+        raise ValueError(
+            f"--records {records_path}: its classes differ from the model's "
+            f"({len(manifest['classes'])} vs {len(scorer.info.classes)}); evaluate a model on "
+            "records of the dataset and split it was trained for"
+        )
+    total = _count(manifest, subset)
+    if max_videos is not None:
+        total = min(total, max_videos) if total else max_videos
+    examples = tf.data.TFRecordDataset(files)
+    if max_videos is not None:
+        examples = examples.take(max_videos)
+    bar = _Bar(total, verbose)
+    ids, labels, scores = [], [], []
+    start = time.perf_counter()
+    for video_id, label, logits in score_examples(scorer, examples, num_segments, crops, bar):
+        ids.append(video_id)
+        labels.append(label)
+        scores.append(logits)
+    bar.close()
+    if not ids:
+        raise ValueError(f"--records {records_path}: no {subset} videos to evaluate")
+    scores_arr = np.stack(scores)  # [V, classes]
+    labels_arr = np.asarray(labels, np.int64)
+    summary = metrics.summarize(scores_arr, labels_arr)
+    seconds = time.perf_counter() - start
+    return {
+        "video_ids": ids,
+        "labels": labels_arr,
+        "scores": scores_arr,
+        "summary": summary,
+        "seconds": seconds,
+        "videos_per_second": len(ids) / seconds,
+    }
+
+
+def write_outputs(
+    result: dict,
+    info: ModelInfo,
+    output_dir: str,
+    scores_out: str | None = None,
+    settings: dict | None = None,
+) -> dict:
+    """Writes scores.npz, metrics.json, confusion.png and TensorBoard summaries; returns paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    scores_path = scores_out or os.path.join(output_dir, "scores.npz")
+    fuse.save_scores(
+        scores_path,
+        result["video_ids"],
+        result["labels"],
+        result["scores"],
+        info.classes,
+        info.modality,
+    )
+    s = result["summary"]
+    per_class = {
+        name: (None if np.isnan(acc) else float(acc))
+        for name, acc in zip(info.classes, s["per_class_accuracy"], strict=True)
+    }
+    report = {
+        "modality": info.modality,
+        "num_videos": s["num_videos"],
+        "top1": s["top1"],
+        "top5": s["top5"],
+        "mean_class_accuracy": s["mean_class_accuracy"],
+        "per_class_accuracy": per_class,
+        "confusion_matrix": s["confusion_matrix"].tolist(),
+        "videos_per_second": result["videos_per_second"],
+        "settings": settings or {},
+    }
+    metrics_path = os.path.join(output_dir, "metrics.json")
+    with open(metrics_path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    image = metrics.confusion_image(s["confusion_matrix"], list(info.classes))  # RGB
+    png_path = os.path.join(output_dir, "confusion.png")
+    cv2.imwrite(png_path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer = tf.summary.create_file_writer(output_dir)
+    with writer.as_default():
+        tf.summary.scalar("test/top1", s["top1"], step=0)
+        tf.summary.scalar("test/top5", s["top5"], step=0)
+        tf.summary.scalar("test/mean_class_accuracy", s["mean_class_accuracy"], step=0)
+        tf.summary.image("test/confusion_matrix", image[None], step=0)
+    writer.close()
+    return {"scores": scores_path, "metrics": metrics_path, "confusion": png_path}
+
+
+def _manifest_or_none(records_path: str) -> dict | None:
+    if tf.io.gfile.isdir(records_path):
+        return records.read_manifest(records_path)
+    return None
+
+
+def _count(manifest: dict | None, subset: str) -> int:
+    if manifest is None:
+        return 0
+    return int(manifest.get("sets", {}).get(subset, {}).get("num_examples", 0))
+
+
+class _Bar:
+    """A one-line progress display on stderr (videos/s and ETA)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        eta = f", ETA {(self.total - done) / rate:5.0f} s" if self.total else ""
+        print(
+            f"\r  evaluated {done}{of} videos, {rate:6.2f} videos/s{eta}", end="", file=sys.stderr
+        )
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def format_report(summary: dict, classes: Sequence[str], name: str) -> str:
+    """The metrics table and per-class accuracies as text."""
+    lines = [metrics.format_table([(name, summary)]), "", "per-class accuracy:"]
+    for c, acc in zip(classes, summary["per_class_accuracy"], strict=True):
+        lines.append(f"  {c:<32} {'   n/a' if np.isnan(acc) else f'{100 * acc:6.2f}%'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns the exit status (0 ok, 2 bad flags or inputs)."""
+    argv = sys.argv if argv is None else argv
+    fv = flags.FlagValues()
+    flags.DEFINE_string("model_dir", None, "A --model_dir of tsn_keras.train.", flag_values=fv)
+    flags.DEFINE_string("saved_model", None, "Or: an export folder (SavedModel).", flag_values=fv)
+    flags.DEFINE_string("records", None, "Records folder (or .tfrecord glob).", flag_values=fv)
+    flags.DEFINE_enum("subset", "test", ["train", "test"], "Which set to score.", flag_values=fv)
+    flags.DEFINE_integer("num_segments", 25, "Snippets per video (TSN: 25).", flag_values=fv)
+    flags.DEFINE_enum("crops", "10", ["1", "3", "10"], "Crops per snippet.", flag_values=fv)
+    flags.DEFINE_string(
+        "scores_out", None, "Scores .npz path (default in output_dir).", flag_values=fv
+    )
+    flags.DEFINE_string("output_dir", None, "Default <model_dir>/eval.", flag_values=fv)
+    flags.DEFINE_integer("max_videos", None, "Score only the first N videos.", flag_values=fv)
+    flags.DEFINE_bool("progress", True, "Show a progress line.", flag_values=fv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(__doc__)
+        print(fv.get_help(include_special_flags=False))
+        return 0
+    try:
+        rest = fv(argv)
+        if len(rest) > 1:
+            raise flags.Error(f"unexpected arguments {rest[1:]}; all inputs are flags")
+        if (fv.model_dir is None) == (fv.saved_model is None):
+            raise flags.Error("pass exactly one of --model_dir (a training run) or --saved_model")
+        if not fv.records:
+            raise flags.Error("--records is required: the folder make_tfrecords.py wrote")
+        if fv.num_segments < 1:
+            raise flags.Error(f"--num_segments must be >= 1. Received: {fv.num_segments}")
+    except flags.Error as e:
+        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
+        return 2
+    source = fv.model_dir or fv.saved_model
+    output_dir = fv.output_dir or (
+        os.path.join(fv.model_dir, "eval")
+        if fv.model_dir
+        else os.path.join(os.path.dirname(os.path.abspath(fv.saved_model)), "eval")
+    )
+    try:
+        scorer = load_scorer(source)
+        result = evaluate(
+            scorer,
+            fv.records,
+            fv.subset,
+            fv.num_segments,
+            int(fv.crops),
+            fv.max_videos,
+            verbose=fv.progress,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    settings = {
+        "source": source,
+        "records": fv.records,
+        "subset": fv.subset,
+        "num_segments": fv.num_segments,
+        "crops": int(fv.crops),
+    }
+    paths = write_outputs(result, scorer.info, output_dir, fv.scores_out, settings)
+    print(format_report(result["summary"], scorer.info.classes, scorer.info.modality))
+    print(
+        f"\n{len(result['video_ids'])} videos in {result['seconds']:.1f} s "
+        f"({result['videos_per_second']:.2f} videos/s, {fv.num_segments} snippets x "
+        f"{fv.crops} crops)"
+    )
+    print(
+        f"scores: {paths['scores']}\nmetrics: {paths['metrics']}\nconfusion: {paths['confusion']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

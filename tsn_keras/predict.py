@@ -1,0 +1,189 @@
+"""Predict the action in raw video files with one or more exported TSN streams.
+
+    python -m tsn_keras.predict some_video.mp4 other.avi \
+        --models runs/rgb/export runs/flow/export [--weights 1 1.5] [--json out.json]
+
+Each video goes through exactly the converter's code (`convert.convert_video`: decoding, frame
+size, N evenly spaced snippets, optical flow with the algorithm and bound the model's training
+records used, JPEG encoding) into an in-memory example, then through the evaluation code
+(`evaluate.score_examples`: snippet choice, test crops, the model's own preprocessing). So a
+prediction sees its input exactly as the test set did. With several models, their softmax
+probabilities are weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
+
+Prints the top-5 classes with probabilities per video; --json writes, for each video, its
+path and `top5` as [class, probability] pairs (plus each stream's top-5), or its error. A
+video that cannot be decoded is reported and skipped; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from tsn_keras import convert, evaluate, flow, fuse
+from tsn_keras.cli import expand_space_separated
+
+
+def conversion_config(scorer: evaluate.Scorer, num_snippets: int, **overrides) -> dict:
+    """The converter settings that reproduce the model's training records, as a dict.
+
+    An export records the settings of the records it was trained on; an old or hand-made
+    model without them gets the converter's defaults for its modality.
+    """
+    base = dict(scorer.info.conversion or {})
+    if not base:
+        base = dataclasses.asdict(convert.ConvertConfig())
+    base.update(num_snippets=num_snippets, snippet_length=scorer.info.snippet_length)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    base["modalities"] = (scorer.info.modality,)
+    return base
+
+
+def _make_config(settings: dict) -> convert.ConvertConfig:
+    settings = dict(settings)
+    if isinstance(settings.get("warp"), dict):
+        settings["warp"] = flow.WarpSettings(**settings["warp"])
+    settings["modalities"] = tuple(settings["modalities"])
+    return convert.ConvertConfig(**settings)
+
+
+def group_models(
+    scorers: Sequence[evaluate.Scorer], num_snippets: int, **overrides
+) -> list[tuple[convert.ConvertConfig, list[int]]]:
+    """Models that need the same conversion share one decode: (config, model indices) list."""
+    groups: dict[str, tuple[dict, list[int]]] = {}
+    for i, scorer in enumerate(scorers):
+        settings = conversion_config(scorer, num_snippets, **overrides)
+        key = json.dumps({k: v for k, v in settings.items() if k != "modalities"}, sort_keys=True)
+        if key in groups:
+            mods = list(groups[key][0]["modalities"])
+            if scorer.info.modality not in mods:
+                groups[key][0]["modalities"] = tuple(mods + [scorer.info.modality])
+            groups[key][1].append(i)
+        else:
+            groups[key] = (settings, [i])
+    return [(_make_config(s), idx) for s, idx in groups.values()]
+
+
+def predict_videos(
+    paths: Sequence[str],
+    scorers: Sequence[evaluate.Scorer],
+    weights: Sequence[float] | None = None,
+    num_segments: int = 25,
+    crops: int = 10,
+    top: int = 5,
+    **overrides,
+) -> list[dict]:
+    """Scores each video with every model and fuses them.
+
+    Returns:
+      one dict per video: {"path", "top5": [(class, probability)...], "streams": {name: top}}
+      or {"path", "error"} when the video could not be decoded.
+    """
+    if not scorers:
+        raise ValueError("--models: at least one exported model is needed")
+    classes = scorers[0].info.classes
+    for s in scorers[1:]:
+        if s.info.classes != classes:
+            raise ValueError(f"--models: {s.source} has other classes than {scorers[0].source}")
+    if weights is None:
+        weights = fuse.DEFAULT_WEIGHTS.get(len(scorers), [1.0] * len(scorers))
+    if len(weights) != len(scorers):
+        raise ValueError(f"--weights: {len(weights)} weights for {len(scorers)} models")
+    groups = group_models(scorers, num_segments, **overrides)
+    results = []
+    for path in paths:
+        job = convert.VideoJob(path, os.path.basename(path), 0, "")
+        probs: list[np.ndarray | None] = [None] * len(scorers)
+        error = None
+        for config, members in groups:
+            result = convert.convert_video(job, config)
+            if result.example is None:
+                error = result.reason
+                break
+            examples = tf.data.Dataset.from_tensors(tf.constant(result.example))
+            for i in members:
+                _, _, logits = next(
+                    evaluate.score_examples(scorers[i], examples, num_segments, crops)
+                )
+                probs[i] = fuse.softmax(logits[None].astype(np.float64))[0]
+        if error is not None:
+            results.append({"path": path, "error": error})
+            continue
+        fused = sum(w * p for w, p in zip(weights, probs, strict=True)) / float(sum(weights))
+        streams = {}
+        for scorer, p in zip(scorers, probs, strict=True):
+            name = scorer.info.modality
+            if name in streams:
+                name = f"{name}:{scorer.source}"
+            streams[name] = _top(p, classes, top)
+        results.append({"path": path, "top5": _top(fused, classes, top), "streams": streams})
+    return results
+
+
+def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(classes[i], float(probs[i])) for i in order]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns 0, 1 when a video failed, 2 on bad flags or models."""
+    argv = expand_space_separated(sys.argv if argv is None else argv, ["models", "weights"])
+    fv = flags.FlagValues()
+    flags.DEFINE_list("models", None, "Export folders (or model_dirs).", flag_values=fv)
+    flags.DEFINE_list("weights", None, "Fusion weights, one per model.", flag_values=fv)
+    flags.DEFINE_integer("num_segments", 25, "Snippets per video.", flag_values=fv)
+    flags.DEFINE_enum("crops", "10", ["1", "3", "10"], "Crops per snippet.", flag_values=fv)
+    flags.DEFINE_integer("top", 5, "Classes to show per video.", flag_values=fv)
+    flags.DEFINE_string("json", None, "Also write the predictions as JSON here.", flag_values=fv)
+    flags.DEFINE_enum(
+        "flow", None, list(flow.ALGORITHMS), "Override the model's flow algorithm.", flag_values=fv
+    )
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(__doc__)
+        print(fv.get_help(include_special_flags=False))
+        return 0
+    try:
+        videos = fv(argv)[1:]
+        if not videos:
+            raise flags.Error("give one or more video files: python -m tsn_keras.predict VIDEO...")
+        if not fv.models:
+            raise flags.Error("--models is required: one or more export folders")
+        try:
+            weights = [float(w) for w in fv.weights] if fv.weights else None
+        except ValueError:
+            raise flags.Error(f"--weights must be numbers. Received: {fv.weights}") from None
+    except flags.Error as e:
+        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
+        return 2
+    try:
+        scorers = [evaluate.load_scorer(m) for m in fv.models]
+        results = predict_videos(
+            videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top,
+            flow_algorithm=fv.flow,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        print(r["path"])
+        if "error" in r:
+            print(f"  could not be read: {r['error']}")
+            continue
+        for name, p in r["top5"]:
+            print(f"  {100 * p:6.2f}%  {name}")
+    if fv.json:
+        with open(fv.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
