@@ -1,6 +1,9 @@
 """Command-line helpers shared by the tools' `main` functions (flags stay at the edge)."""
 
+import sys
 from collections.abc import Sequence
+
+from absl import flags
 
 
 def expand_space_separated(argv: Sequence[str], names: Sequence[str]) -> list[str]:
@@ -27,3 +30,39 @@ def expand_space_separated(argv: Sequence[str], names: Sequence[str]) -> list[st
         out.append(token)
         i += 1
     return out
+
+
+def parse_flags(
+    fv: flags.FlagValues, argv: Sequence[str], usage: str, positional: bool = False
+) -> list[str] | None:
+    """Parses argv into the command's private FlagValues.
+
+    Each command keeps its flags on its own FlagValues, so importing a command's module (the
+    converter imports splits, evaluate imports fuse) defines no global flags.
+
+    Args:
+      fv: the command's flags.
+      argv: the program name and its arguments.
+      usage: printed with the flags' help for -h / --help.
+      positional: whether non-flag arguments are allowed (predict's video files).
+
+    Returns:
+      the positional arguments, or None when help was printed (exit 0).
+
+    Raises:
+      flags.Error: a bad flag or an unexpected argument (report it with `usage_error`).
+    """
+    if any(a in ("-h", "-help", "--help", "--helpfull") for a in argv[1:]):
+        print(usage)
+        print(fv.get_help(include_special_flags=False))
+        return None
+    rest = fv(list(argv))[1:]
+    if rest and not positional:
+        raise flags.Error(f"unexpected arguments {rest}; all inputs are flags")
+    return rest
+
+
+def usage_error(error: Exception) -> int:
+    """Prints a flag error the way every command does; returns exit status 2."""
+    print(f"error: {error}\nPass --help to list the flags.", file=sys.stderr)
+    return 2

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import augment, fuse, input_pipeline, metrics, records, sampling
+from tsn_keras import augment, cli, fuse, input_pipeline, metrics, records, sampling
 from tsn_keras.models import preprocess_input
 
 
@@ -301,14 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_string("output_dir", None, "Default <model_dir>/eval.", flag_values=fv)
     flags.DEFINE_integer("max_videos", None, "Score only the first N videos.", flag_values=fv)
     flags.DEFINE_bool("progress", True, "Show a progress line.", flag_values=fv)
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__)
-        print(fv.get_help(include_special_flags=False))
-        return 0
     try:
-        rest = fv(argv)
-        if len(rest) > 1:
-            raise flags.Error(f"unexpected arguments {rest[1:]}; all inputs are flags")
+        if cli.parse_flags(fv, argv, __doc__) is None:
+            return 0
         if (fv.model_dir is None) == (fv.saved_model is None):
             raise flags.Error("pass exactly one of --model_dir (a training run) or --saved_model")
         if not fv.records:
@@ -316,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fv.num_segments < 1:
             raise flags.Error(f"--num_segments must be >= 1. Received: {fv.num_segments}")
     except flags.Error as e:
-        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
-        return 2
+        return cli.usage_error(e)
     source = fv.model_dir or fv.saved_model
     output_dir = fv.output_dir or (
         os.path.join(fv.model_dir, "eval")

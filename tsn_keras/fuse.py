@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 
-from tsn_keras import metrics
-from tsn_keras.cli import expand_space_separated
+from tsn_keras import cli, metrics
 
 # Default weights: RGB:flow = 1:1.5 (the paper); with warped flow 1:1:0.5 (the TSN repo's).
 DEFAULT_WEIGHTS = {1: [1.0], 2: [1.0, 1.5], 3: [1.0, 1.0, 0.5]}
@@ -149,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     The flags live on a private FlagValues so that importing this module (evaluate does, for
     save_scores) defines no global flags.
     """
-    argv = expand_space_separated(sys.argv if argv is None else argv, ["scores", "weights"])
+    argv = cli.expand_space_separated(sys.argv if argv is None else argv, ["scores", "weights"])
     fv = flags.FlagValues()
     flags.DEFINE_list("scores", None, "Scores .npz files (from evaluate).", flag_values=fv)
     flags.DEFINE_list(
@@ -163,14 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "out", None, "Optional: write the fused scores (.npz) here.", flag_values=fv
     )
     flags.DEFINE_string("json", None, "Optional: write the table as JSON here.", flag_values=fv)
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__)
-        print(fv.get_help(include_special_flags=False))
-        return 0
     try:
-        rest = fv(argv)
-        if len(rest) > 1:
-            raise flags.Error(f"unexpected arguments {rest[1:]}; all inputs are flags")
+        if cli.parse_flags(fv, argv, __doc__) is None:
+            return 0
         if not fv.scores:
             raise flags.Error("--scores is required: two or more .npz files from evaluate")
         try:
@@ -178,8 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             raise flags.Error(f"--weights must be numbers. Received: {fv.weights}") from None
     except flags.Error as e:
-        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
-        return 2
+        return cli.usage_error(e)
     try:
         rows, fused, ref = fuse_files(fv.scores, weights, normalize=not fv.raw_scores)
     except (ValueError, FileNotFoundError) as e:

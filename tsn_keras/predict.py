@@ -27,8 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import convert, evaluate, flow, fuse
-from tsn_keras.cli import expand_space_separated
+from tsn_keras import cli, convert, evaluate, flow, fuse
 
 
 def conversion_config(scorer: evaluate.Scorer, num_snippets: int, **overrides) -> dict:
@@ -135,7 +134,7 @@ def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list[tuple[str, f
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; returns 0, 1 when a video failed, 2 on bad flags or models."""
-    argv = expand_space_separated(sys.argv if argv is None else argv, ["models", "weights"])
+    argv = cli.expand_space_separated(sys.argv if argv is None else argv, ["models", "weights"])
     fv = flags.FlagValues()
     flags.DEFINE_list("models", None, "Export folders (or model_dirs).", flag_values=fv)
     flags.DEFINE_list("weights", None, "Fusion weights, one per model.", flag_values=fv)
@@ -146,12 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_enum(
         "flow", None, list(flow.ALGORITHMS), "Override the model's flow algorithm.", flag_values=fv
     )
-    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
-        print(__doc__)
-        print(fv.get_help(include_special_flags=False))
-        return 0
     try:
-        videos = fv(argv)[1:]
+        videos = cli.parse_flags(fv, argv, __doc__, positional=True)
+        if videos is None:
+            return 0
         if not videos:
             raise flags.Error("give one or more video files: python -m tsn_keras.predict VIDEO...")
         if not fv.models:
@@ -161,8 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             raise flags.Error(f"--weights must be numbers. Received: {fv.weights}") from None
     except flags.Error as e:
-        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
-        return 2
+        return cli.usage_error(e)
     try:
         scorers = [evaluate.load_scorer(m) for m in fv.models]
         results = predict_videos(

@@ -54,6 +54,8 @@ from collections.abc import Iterator
 
 from absl import flags
 
+from tsn_keras import cli
+
 DATASETS = ("ucf101", "hmdb51", "folder", "csv")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".flv", ".m4v")
 UCF101_SPLIT_DIR = "ucfTrainTestlist"
@@ -575,21 +577,14 @@ def main(argv: list[str] | None = None) -> int:
         "test_fraction", 0.3, "Test fraction of the hash split (folder, csv).", flag_values=fv
     )
     flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
-    if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
-        print(f"usage: python -m tsn_keras.splits --dataset D --video_root R [flags]\n\n{__doc__}")
-        print(fv.get_help(include_special_flags=False))
-        return 0
+    usage = f"usage: python -m tsn_keras.splits --dataset D --video_root R [flags]\n\n{__doc__}"
     try:
-        rest = fv(argv)
+        if cli.parse_flags(fv, argv, usage) is None:
+            return 0
+        if fv.dataset == "csv" and fv.csv is None:
+            raise flags.Error("--csv is required with --dataset csv; pass the CSV file")
     except flags.Error as e:
-        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments {rest[1:]}; all inputs are flags", file=sys.stderr)
-        return 2
-    if fv.dataset == "csv" and fv.csv is None:
-        print("error: --csv is required with --dataset csv; pass the CSV file", file=sys.stderr)
-        return 2
+        return cli.usage_error(e)
     try:
         split = load_split(
             fv.dataset,

@@ -63,6 +63,8 @@ import cv2
 import numpy as np
 from absl import flags
 
+from tsn_keras import cli
+
 # Colour names and a reference RGB colour for each; only the reference's hue (its direction in
 # the CbCr plane) is kept, the luma and the chroma radius are the same for all.
 APPEARANCES: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -668,18 +670,12 @@ def main(argv: list[str] | None = None) -> int:
         "jitter_fraction", 0.5, "Fraction of clips with camera jitter.", flag_values=fv
     )
     flags.mark_flag_as_required("out", flag_values=fv)
-    if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
-        print(f"usage: python -m tsn_keras.synthetic --out DIR [flags]\n\n{__doc__}")
-        print(fv.get_help(include_special_flags=False))
-        return 0
+    usage = f"usage: python -m tsn_keras.synthetic --out DIR [flags]\n\n{__doc__}"
     try:
-        rest = fv(argv)
+        if cli.parse_flags(fv, argv, usage) is None:
+            return 0
     except flags.Error as e:
-        print(f"error: {e}\nPass --help to list the flags.", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments {rest[1:]}; all inputs are flags", file=sys.stderr)
-        return 2
+        return cli.usage_error(e)
     try:
         summary = make_dataset(
             fv.out,
