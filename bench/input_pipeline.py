@@ -38,6 +38,7 @@ flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
 flags.DEFINE_integer("input_size", 224, "Crop side.")
 flags.DEFINE_integer("batches", 40, "Timed batches per modality (after warm-up).")
 flags.DEFINE_integer("videos", 64, "Synthetic videos to write.")
+flags.DEFINE_string("json", None, "Also write the rows to this JSON file (bench/run_all.py).")
 
 
 def _smooth_image(rng, height: int, width: int, channels: int, noise=2.0, coarse=8):
@@ -222,6 +223,11 @@ def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         records_dir = FLAGS.records or write_synthetic_records(tmp, FLAGS.videos)
         rows = [bench(records_dir, m) for m in FLAGS.modalities]
+    if FLAGS.json:
+        import json
+
+        with open(FLAGS.json, "w") as f:
+            json.dump(rows, f)
     print(
         f"\ninput pipeline, K={FLAGS.num_segments}, batch {FLAGS.batch_size}, "
         f"{FLAGS.input_size}px, training augmentation, {os.cpu_count()} CPU cores"

@@ -76,6 +76,34 @@ def _train_fn(model, x):
     return step
 
 
+def training_step_fn(policy: str, batch: int):
+    """One full training step of BN-Inception at 224, as a callable (bench/run_all.py).
+
+    The step bench/torch_reference.py builds for pretrainedmodels' BN-Inception: 1000-way
+    logits, every BN in training mode, softmax cross-entropy on random labels, gradients and
+    one SGD step (momentum 0.9). The model is built under `policy`; the first call traces.
+    """
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = BNInception(input_shape=(224, 224, 3), classifier_activation=None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
+    x = tf.random.normal((batch, 224, 224, 3)) * 50  # [B, H, W, C]
+    labels = tf.random.uniform((batch,), 0, 1000, tf.int32)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    return step
+
+
 def _matmul_fn(n: int, dtype: str):
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
