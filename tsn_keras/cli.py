@@ -66,3 +66,13 @@ def usage_error(error: Exception) -> int:
     """Prints a flag error the way every command does; returns exit status 2."""
     print(f"error: {error}\nPass --help to list the flags.", file=sys.stderr)
     return 2
+
+
+def float_list(values: Sequence[str] | None, flag: str) -> list[float] | None:
+    """A DEFINE_list flag's values as floats (None stays None); flags.Error names the flag."""
+    if not values:
+        return None
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise flags.Error(f"--{flag} must be numbers. Received: {list(values)}") from None

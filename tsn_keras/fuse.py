@@ -167,10 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not fv.scores:
             raise flags.Error("--scores is required: two or more .npz files from evaluate")
-        try:
-            weights = [float(w) for w in fv.weights] if fv.weights else None
-        except ValueError:
-            raise flags.Error(f"--weights must be numbers. Received: {fv.weights}") from None
+        weights = cli.float_list(fv.weights, "weights")
     except flags.Error as e:
         return cli.usage_error(e)
     try:

@@ -153,10 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise flags.Error("give one or more video files: python -m tsn_keras.predict VIDEO...")
         if not fv.models:
             raise flags.Error("--models is required: one or more export folders")
-        try:
-            weights = [float(w) for w in fv.weights] if fv.weights else None
-        except ValueError:
-            raise flags.Error(f"--weights must be numbers. Received: {fv.weights}") from None
+        weights = cli.float_list(fv.weights, "weights")
     except flags.Error as e:
         return cli.usage_error(e)
     try:
