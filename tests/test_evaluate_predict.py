@@ -166,3 +166,15 @@ def test_predict_command_json_short_and_broken_videos(trained, tmp_path):
         assert sum(p for _, p in r["top5"]) == pytest.approx(1.0, abs=1e-4)
     assert "error" in rows[2] and "top5" not in rows[2]
     assert "broken.avi" in result.stdout
+
+
+def test_predict_in_several_passes_gives_the_same_answers(trained, monkeypatch):
+    scorer = evaluate.load_scorer(os.path.join(trained["model_dir"], "export"))
+    paths = [p for p, _ in trained["split"].test[:3]]
+    whole = predict.predict_videos(paths, [scorer], num_segments=6, crops=1)
+    monkeypatch.setattr(predict, "VIDEOS_PER_PASS", 2)
+    chunked = predict.predict_videos(paths, [scorer], num_segments=6, crops=1)
+    assert [r["path"] for r in chunked] == paths
+    for a, b in zip(whole, chunked, strict=True):
+        assert [c for c, _ in a["top5"]] == [c for c, _ in b["top5"]]
+        np.testing.assert_allclose([p for _, p in a["top5"]], [p for _, p in b["top5"]], atol=1e-6)

@@ -29,6 +29,8 @@ from absl import flags
 
 from tsn_keras import cli, convert, evaluate, flow, fuse
 
+VIDEOS_PER_PASS = 64  # videos converted and held (~2 MB each at 25 snippets) per scoring pass
+
 
 def conversion_config(scorer: evaluate.Scorer, num_snippets: int, **overrides) -> dict:
     """The converter settings that reproduce the model's training records, as a dict.
@@ -96,29 +98,47 @@ def predict_videos(
         weights = fuse.DEFAULT_WEIGHTS.get(len(scorers), [1.0] * len(scorers))
     if len(weights) != len(scorers):
         raise ValueError(f"--weights: {len(weights)} weights for {len(scorers)} models")
+    if len(paths) > VIDEOS_PER_PASS:  # bound the serialized examples held at once
+        return [
+            r
+            for i in range(0, len(paths), VIDEOS_PER_PASS)
+            for r in predict_videos(
+                paths[i : i + VIDEOS_PER_PASS], scorers, weights, num_segments, crops, top,
+                **overrides,
+            )
+        ]  # fmt: skip
     groups = group_models(scorers, num_segments, **overrides)
-    results = []
-    for path in paths:
-        job = convert.VideoJob(path, os.path.basename(path), 0, "")
-        probs: list[np.ndarray | None] = [None] * len(scorers)
-        error = None
-        for config, members in groups:
+    probs = np.zeros((len(paths), len(scorers), len(classes)))  # [videos, models, classes]
+    errors: dict[int, str] = {}
+    for config, members in groups:
+        # Convert every video once per conversion setting, then score them all in one
+        # tf.data pass per model: one traced pipeline, not one per video.
+        examples, ok = [], []
+        for v, path in enumerate(paths):
+            if v in errors:
+                continue
+            job = convert.VideoJob(path, os.path.basename(path), 0, "")
             result = convert.convert_video(job, config)
             if result.example is None:
-                error = result.reason
-                break
-            examples = tf.data.Dataset.from_tensors(tf.constant(result.example))
-            for i in members:
-                _, _, logits = next(
-                    evaluate.score_examples(scorers[i], examples, num_segments, crops)
-                )
-                probs[i] = fuse.softmax(logits[None].astype(np.float64))[0]
-        if error is not None:
-            results.append({"path": path, "error": error})
+                errors[v] = result.reason
+            else:
+                examples.append(result.example)
+                ok.append(v)
+        if not examples:
             continue
-        fused = sum(w * p for w, p in zip(weights, probs, strict=True)) / float(sum(weights))
+        data = tf.data.Dataset.from_tensor_slices(tf.constant(examples))
+        for m in members:
+            scores = evaluate.score_examples(scorers[m], data, num_segments, crops)
+            for v, (_, _, logits) in zip(ok, scores, strict=True):
+                probs[v, m] = fuse.softmax(logits[None].astype(np.float64))[0]
+    results = []
+    for v, path in enumerate(paths):
+        if v in errors:
+            results.append({"path": path, "error": errors[v]})
+            continue
+        fused = np.tensordot(weights, probs[v], axes=1) / float(sum(weights))  # [classes]
         streams = {}
-        for scorer, p in zip(scorers, probs, strict=True):
+        for scorer, p in zip(scorers, probs[v], strict=True):
             name = scorer.info.modality
             if name in streams:
                 name = f"{name}:{scorer.source}"
