@@ -4,17 +4,20 @@
     .venv/bin/python bench/input_pipeline.py --records tfrecords/ucf101_split1
 
 Without --records it writes synthetic records shaped like the converter's output (340x256
-frames, 25 snippets, L=5, JPEG quality 90; smooth images so the JPEG sizes are close to real
-frames and flow fields) into a temporary folder. It then times `input_pipeline.make_dataset`
-(training=True: shuffle, parse, segment sampling, decoding only the sampled JPEGs, multi-scale
-crop, flip, bn_inception preprocessing, batching) and prints one row per modality:
+frames, 25 snippets, L=5, JPEG quality 90, one file per shard and modality; smooth images so
+the JPEG sizes are close to real frames and flow fields) into a temporary folder. It then
+times `input_pipeline.make_dataset` (training=True: shuffle, parse, segment sampling, decoding
+only the sampled JPEGs cropped to the drawn window, flip, resize, batching uint8 views) and
+prints one row per modality:
 
   clips/s            clips delivered per second after a warm-up (all CPU cores tf.data gets)
-  bytes read/clip    record bytes read per clip (whole examples are read: all N snippets)
+  bytes read/clip    record bytes read per clip (whole examples of that modality: N snippets)
   JPEG bytes/clip    bytes of the JPEGs actually decoded per clip (K snippets only)
+  batch MB/s         uint8 batch bytes delivered per second (what goes to the accelerator)
 
-and a second table: single-thread milliseconds per clip of each stage, to see which one bounds
-the throughput.
+a second table: single-thread milliseconds per clip of each stage, to see which one bounds the
+throughput; and, with --train_step, the training step of --backbone fed by the pipeline
+against the same step fed from memory (is the pipeline ever the step's bottleneck?).
 
 Issue #5's targets on a 2-core machine: >= 500 rgb and >= 100 flow clips/s.
 """
@@ -28,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from tsn_keras import input_pipeline, records
+from tsn_keras import augment, input_pipeline, records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "A records folder; default: synthetic records.")
@@ -39,6 +42,10 @@ flags.DEFINE_integer("input_size", 224, "Crop side.")
 flags.DEFINE_integer("batches", 40, "Timed batches per modality (after warm-up).")
 flags.DEFINE_integer("videos", 64, "Synthetic videos to write.")
 flags.DEFINE_string("json", None, "Also write the rows to this JSON file (bench/run_all.py).")
+flags.DEFINE_bool("train_step", False, "Also time training steps fed by the pipeline vs memory.")
+flags.DEFINE_string("backbone", "bn_inception", "Backbone of --train_step.")
+flags.DEFINE_integer("step_batch", 8, "Clips per training step of --train_step.")
+flags.DEFINE_integer("steps", 4, "Timed training steps of --train_step (per feeding).")
 
 
 def _smooth_image(rng, height: int, width: int, channels: int, noise=2.0, coarse=8):
@@ -67,10 +74,14 @@ def write_synthetic_records(
         field = _smooth_image(rng, height, width, 1, noise=0.5, coarse=32)[..., 0]
         field = (128 + (field.astype(np.int16) - 128) // 6).astype(np.uint8)  # small motion
         flow_pool.append(records.encode_jpeg(field))
-    writers = [
-        tf.io.TFRecordWriter(os.path.join(out_dir, records.shard_filename("train", s, shards)))
+    modalities = ("rgb", "flow")
+    writers = {
+        (s, m): tf.io.TFRecordWriter(
+            os.path.join(out_dir, records.shard_filename("train", s, shards, m))
+        )
         for s in range(shards)
-    ]
+        for m in modalities
+    }
     counts = [0] * shards
     for v in range(videos):
         info = records.ClipInfo(
@@ -89,13 +100,16 @@ def write_synthetic_records(
         )
         pick = lambda pool: pool[rng.integers(len(pool))]  # noqa: E731
         encoded = {
-            "rgb": [pick(rgb_pool) for _ in range(snippets)],
-            "flow_x": [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)],
-            "flow_y": [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)],
+            "rgb": {"rgb": [pick(rgb_pool) for _ in range(snippets)]},
+            "flow": {
+                axis: [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)]
+                for axis in ("flow_x", "flow_y")
+            },
         }
-        writers[v % shards].write(records.serialize_example(info, encoded))
+        for m in modalities:
+            writers[v % shards, m].write(records.serialize_example(info, encoded[m]))
         counts[v % shards] += 1
-    for w in writers:
+    for w in writers.values():
         w.close()
     import json
 
@@ -113,7 +127,12 @@ def write_synthetic_records(
             "train": {
                 "num_examples": videos,
                 "shards": [
-                    {"file": records.shard_filename("train", s, shards), "num_examples": counts[s]}
+                    {
+                        "files": {
+                            m: records.shard_filename("train", s, shards, m) for m in modalities
+                        },
+                        "num_examples": counts[s],
+                    }
                     for s in range(shards)
                 ],
             }
@@ -130,7 +149,8 @@ def write_synthetic_records(
 def _jpeg_bytes_per_clip(records_dir: str, modality: str, k: int) -> float:
     """Mean bytes of the JPEGs a clip decodes: K snippets x (1 rgb | 2L flow) JPEGs."""
     total, count = 0, 0
-    for serialized in tf.data.TFRecordDataset(records.shard_files(records_dir, "train")).take(16):
+    files = records.shard_files(records_dir, "train", modality)
+    for serialized in tf.data.TFRecordDataset(files).take(16):
         parsed = records.parse_example(serialized, [modality])
         if modality == "rgb":
             sizes = tf.strings.length(parsed["rgb"]).numpy()  # [N]
@@ -146,20 +166,22 @@ def _jpeg_bytes_per_clip(records_dir: str, modality: str, k: int) -> float:
 
 def _stage_ms(records_dir: str, modality: str, n: int = 48) -> dict:
     """Single-thread milliseconds per clip of each stage (where the pipeline spends its time)."""
-    files = records.shard_files(records_dir, "train")
+    files = records.shard_files(records_dir, "train", modality)
     k, size = FLAGS.num_segments, FLAGS.input_size
     length = int(records.read_manifest(records_dir).get("snippet_length", 5))
     idx = tf.constant([2, 10, 20][:k] + [0] * max(k - 3, 0), tf.int32)
+    seed = tf.constant([1, 2], tf.int64)
+
+    def box(parsed):
+        return augment.train_crop_box(parsed["height"], parsed["width"], modality, size, seed)
+
     parse = tf.function(lambda s: records.parse_example(s, [modality]))
     decode = tf.function(
-        lambda s: records.decode_snippets(
-            records.parse_example(s, [modality]), modality, idx, length
+        lambda s: (lambda p: records.decode_snippets(p, modality, idx, length, box(p)))(
+            records.parse_example(s, [modality])
         )
     )
-    seed = tf.constant([1, 2], tf.int64)
-    augment = tf.function(
-        lambda c: input_pipeline.preprocess_clip(c, modality, "bn_inception", size, True, seed)
-    )
+    views = tf.function(lambda w: augment.train_augment_window(w, modality, size, seed))
 
     def timed(fn, items):
         fn(items[0])
@@ -173,13 +195,9 @@ def _stage_ms(records_dir: str, modality: str, n: int = 48) -> dict:
     read = 1000 * (time.perf_counter() - start) / len(examples)
     parse_ms = timed(parse, examples)
     decode_ms = timed(decode, examples) - parse_ms
-    clip = decode(examples[0])
-    return {
-        "read": read,
-        "parse": parse_ms,
-        "decode": decode_ms,
-        "augment": timed(augment, [clip] * 16),
-    }
+    window = decode(examples[0])
+    views_ms = timed(views, [window] * 16)
+    return {"read": read, "parse": parse_ms, "decode": decode_ms, "views": views_ms}
 
 
 def bench(records_dir: str, modality: str) -> dict:
@@ -192,7 +210,6 @@ def bench(records_dir: str, modality: str) -> dict:
         FLAGS.batch_size,
         training=True,
         input_size=FLAGS.input_size,
-        backbone="bn_inception",
     )
     it = iter(ds)
     for _ in range(5):  # warm-up: autotune, file open, first decode
@@ -203,7 +220,7 @@ def bench(records_dir: str, modality: str) -> dict:
     elapsed = time.perf_counter() - start
     del it  # stop the pipeline's threads before the next measurement
     clips_per_s = FLAGS.batches * FLAGS.batch_size / elapsed
-    files = records.shard_files(records_dir, "train")
+    files = records.shard_files(records_dir, "train", modality)
     manifest = records.read_manifest(records_dir)
     bytes_per_clip = (
         sum(os.path.getsize(f) for f in files) / manifest["sets"]["train"]["num_examples"]
@@ -218,11 +235,69 @@ def bench(records_dir: str, modality: str) -> dict:
     }
 
 
+def _train_step_seconds(records_dir: str, modality: str) -> dict:
+    """Median seconds of a training step fed by the pipeline, and by one batch kept in memory.
+
+    The step is the one train.py runs: uint8 views -> `models.preprocess_input` -> the TSN model
+    (forward, backward, SGD). Equal times mean the pipeline keeps up with the step; on this
+    CPU the pipeline also takes cores from the step, so any gap is that share.
+    """
+    import keras
+
+    from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
+
+    length = int(records.read_manifest(records_dir).get("snippet_length", 5))
+    config = TSNConfig(
+        num_classes=8,
+        modality=modality,
+        backbone=FLAGS.backbone,
+        num_segments=FLAGS.num_segments,
+        input_size=FLAGS.input_size,
+        snippet_length=length,
+        partial_bn=False,
+    )
+    model = build_tsn(config)
+    optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
+
+    @tf.function
+    def step(views, labels):
+        with tf.GradientTape() as tape:
+            x = preprocess_input(views, backbone=FLAGS.backbone, modality=modality)
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            )
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    ds = input_pipeline.make_dataset(
+        records_dir, "train", modality, FLAGS.num_segments, FLAGS.step_batch, training=True,
+        input_size=FLAGS.input_size,
+    )  # fmt: skip
+    feeds = {"pipeline": ds, "memory": ds.take(1).cache().repeat()}
+    seconds = {}
+    for name, feed in feeds.items():
+        it = iter(feed)
+        step(*next(it)).numpy()  # trace + warm-up
+        times = []
+        for _ in range(FLAGS.steps):
+            start = time.perf_counter()
+            step(*next(it)).numpy()
+            times.append(time.perf_counter() - start)
+        seconds[name] = sorted(times)[len(times) // 2]
+        del it
+    return seconds
+
+
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
         records_dir = FLAGS.records or write_synthetic_records(tmp, FLAGS.videos)
         rows = [bench(records_dir, m) for m in FLAGS.modalities]
+        if FLAGS.train_step:
+            for r in rows:
+                r["train_step"] = _train_step_seconds(records_dir, r["modality"])
     if FLAGS.json:
         import json
 
@@ -234,24 +309,38 @@ def main(argv):
     )
     print(
         f"{'modality':<9} {'clips/s':>9} {'ms/clip':>8} {'bytes read/clip':>16} "
-        f"{'JPEG bytes/clip':>16}  batch shape"
+        f"{'JPEG bytes/clip':>16} {'batch MB/s':>11}  batch shape, dtype"
     )
     for r in rows:
+        clip_bytes = int(np.prod(r["shape"][1:]))  # uint8
         print(
             f"{r['modality']:<9} {r['clips_per_s']:>9.1f} {1000 / r['clips_per_s']:>8.2f} "
-            f"{r['bytes_read']:>16,.0f} {r['jpeg_bytes']:>16,.0f}  {r['shape']}"
+            f"{r['bytes_read']:>16,.0f} {r['jpeg_bytes']:>16,.0f} "
+            f"{r['clips_per_s'] * clip_bytes / 1e6:>11.1f}  {r['shape']}, uint8"
         )
     print(
         "\nsingle-thread ms per clip by stage: read (+CRC), parse, decode the K sampled "
-        "snippets, augment (crop, flip, resize, preprocess)"
+        "snippets cropped to the window, views (flip, resize, round to uint8)"
     )
-    print(f"{'modality':<9} {'read':>7} {'parse':>7} {'decode':>7} {'augment':>8} {'sum':>7}")
+    print(f"{'modality':<9} {'read':>7} {'parse':>7} {'decode':>7} {'views':>7} {'sum':>7}")
     for r in rows:
         st = r["stages"]
         print(
             f"{r['modality']:<9} {st['read']:>7.2f} {st['parse']:>7.2f} {st['decode']:>7.2f} "
-            f"{st['augment']:>8.2f} {sum(st.values()):>7.2f}"
+            f"{st['views']:>7.2f} {sum(st.values()):>7.2f}"
         )
+    if FLAGS.train_step:
+        print(
+            f"\ntraining step ({FLAGS.backbone}, {FLAGS.step_batch} clips x K="
+            f"{FLAGS.num_segments}), median s: fed by the pipeline vs one batch in memory"
+        )
+        print(f"{'modality':<9} {'pipeline':>9} {'memory':>9} {'ratio':>7}")
+        for r in rows:
+            t = r["train_step"]
+            print(
+                f"{r['modality']:<9} {t['pipeline']:>9.3f} {t['memory']:>9.3f} "
+                f"{t['pipeline'] / t['memory']:>7.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Videos -> sharded TFRecords of RGB / optical-flow snippets (one SequenceExample per video).
+"""Videos -> sharded TFRecords of RGB / optical-flow snippets (one example per video and modality).
 
     python scripts/make_tfrecords.py --dataset ucf101 --split 1 --video_root UCF-101 \
         --split_dir ucfTrainTestlist --modalities rgb,flow --flow tvl1
     python scripts/make_tfrecords.py --dataset folder --video_root my_videos --test_fraction 0.2 \
         --modalities rgb --out tfrecords/mine
 
-Writes <out>/{train,test}-NNNNN-of-NNNNN.tfrecord, <out>/manifest.json and <out>/failures.txt
+Writes <out>/{train,test}-<modality>-NNNNN-of-NNNNN.tfrecord (each modality in its own files,
+so training one stream reads only its bytes), <out>/manifest.json and <out>/failures.txt
 (`--out` defaults to tfrecords/<dataset>_split<N>). Rerunning the same command resumes: finished
 shards are kept, unfinished ones redone. Videos that cannot be decoded are skipped and listed;
 the exit status is 1 if any failed. Several machines can share the work with

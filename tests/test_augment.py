@@ -89,8 +89,27 @@ def test_train_augment_is_deterministic_eager_and_in_tf_data():
     seed = tf.constant([5, 6], tf.int64)
     eager = augment.train_augment(clip, "flow", 32, seed).numpy()
     graph = _in_dataset(lambda c, s: augment.train_augment(c, "flow", 32, s), clip, seed)
-    np.testing.assert_allclose(eager, graph, atol=1e-4)
-    assert eager.shape == (3, 32, 32, 10)
+    np.testing.assert_array_equal(eager, graph)
+    assert eager.shape == (3, 32, 32, 10) and eager.dtype == np.uint8
+
+
+def test_views_are_rounded_uint8_of_the_float_resize():
+    """uint8 straight into the resize kernel = resizing the float32 cast; then round-half-even."""
+    rng = np.random.default_rng(7)
+    clip = tf.constant(rng.integers(0, 256, (2, 37, 53, 3)), tf.uint8)
+    direct = tf.image.resize(clip, [32, 32])
+    via_float = tf.image.resize(tf.cast(clip, tf.float32), [32, 32])
+    np.testing.assert_array_equal(direct, via_float)
+    np.testing.assert_array_equal(augment.to_uint8(via_float), np.round(via_float.numpy()))
+    assert augment.to_uint8(tf.constant([-3.0, 0.5, 1.5, 254.6, 300.0])).numpy().tolist() == [
+        0, 0, 2, 255, 255,
+    ]  # fmt: skip
+    for views in (
+        augment.center_crop(clip, 32),
+        augment.crop_views(clip, "rgb", 32, 10),
+        augment.train_augment(clip, "rgb", 32, tf.constant([1, 2])),
+    ):
+        assert views.dtype == tf.uint8
 
 
 def _moving_pattern(shift: int) -> tuple[np.ndarray, np.ndarray]:

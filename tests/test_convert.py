@@ -46,8 +46,12 @@ def _job(path, label=0):
     return convert.VideoJob(str(path), os.path.basename(str(path)), label, f"class{label}")
 
 
-def _parse(serialized, modalities=SMALL.modalities):
-    return records.parse_example(tf.constant(serialized), modalities)
+def _parse(result, modalities=SMALL.modalities):
+    """The parsed examples of a VideoResult's modalities merged into one dict."""
+    parsed = {}
+    for m in modalities:
+        parsed.update(records.parse_example(tf.constant(result.examples[m]), [m]))
+    return parsed
 
 
 @pytest.mark.parametrize(
@@ -59,7 +63,7 @@ def test_short_videos_give_valid_examples(tmp_path, num_frames, num_snippets):
     config = dataclasses.replace(SMALL, num_snippets=num_snippets)
     result = convert.convert_video(_job(path, 3), config)
     assert result.reason is None and result.num_frames == num_frames
-    parsed = _parse(result.example)
+    parsed = _parse(result)
     n = num_snippets or num_frames
     expected = sampling.snippet_frame_indices(num_frames, num_snippets, 5)[:, 0]
     np.testing.assert_array_equal(parsed["frame_indices"], expected)
@@ -85,7 +89,7 @@ def test_short_videos_give_valid_examples(tmp_path, num_frames, num_snippets):
 def test_flow_sign_survives_the_records(tmp_path):
     path = write_pan(tmp_path / "pan.avi", 10, dx=2)
     config = dataclasses.replace(SMALL, modalities=("flow",), width=64, height=48)
-    parsed = _parse(convert.convert_video(_job(path), config).example, ["flow"])
+    parsed = _parse(convert.convert_video(_job(path), config), ["flow"])
     stack = records.decode_snippets(parsed, "flow", [1], 5).numpy()[0]  # [H, W, 10]
     for k in range(5):  # x1, y1, x2, y2, ... interleaved
         f = flow.decode_flow(stack[..., 2 * k], stack[..., 2 * k + 1], 20.0)[8:-8, 8:-8]
@@ -98,7 +102,7 @@ def test_warped_flow_fallbacks_are_counted(tmp_path):
     result = convert.convert_video(_job(path), SMALL)
     fields = sampling.snippet_frame_indices(8, 4, 5)[:, 0:1] + np.arange(5)
     assert result.warped_fallbacks == len(np.unique(np.minimum(fields, 6)))
-    parsed = _parse(result.example)
+    parsed = _parse(result)
     np.testing.assert_array_equal(parsed["warped_flow_x"], parsed["flow_x"])
 
 
@@ -144,10 +148,10 @@ def _jobs(root, paths):
     return convert.jobs_from_pairs(pairs, list(paths), str(root))
 
 
-def read_examples(out_dir, subset, modalities=("rgb",)):
-    """(video_id, label) of every example of a subset, in shard order."""
-    files = records.shard_files(str(out_dir), subset)
-    ds = tf.data.TFRecordDataset(files).map(lambda s: records.parse_example(s, modalities))
+def read_examples(out_dir, subset, modality="rgb"):
+    """(video_id, label) of every example of a subset's files of one modality, in shard order."""
+    files = records.shard_files(str(out_dir), subset, modality)
+    ds = tf.data.TFRecordDataset(files).map(lambda s: records.parse_example(s, [modality]))
     return [(e["video_id"].numpy().decode(), int(e["label"])) for e in ds]
 
 
@@ -177,6 +181,8 @@ def test_broken_videos_are_skipped_and_listed(tmp_path):
     got = read_examples(out, "train") + read_examples(out, "test")
     good = {j.video_id for j in jobs} - {f"A/{n}" for n in reasons}
     assert sorted(v for v, _ in got) == sorted(good)
+    for m in SMALL.modalities[1:]:  # every modality's files hold the same videos, same order
+        assert read_examples(out, "train", m) + read_examples(out, "test", m) == got
     manifest = records.read_manifest(str(out))
     assert manifest["classes"] == ["A", "B"] and manifest["snippets"] == 4
     assert manifest["sets"]["train"]["num_examples"] + manifest["sets"]["test"][
@@ -194,8 +200,9 @@ def test_resume_redoes_only_unfinished_shards(tmp_path):
     assert first.skipped_shards == []
     before = _shard_bytes(out)
     # an interrupted run: shard 1 never renamed, a stale temp file left behind
-    os.remove(out / "train-00001-of-00003.tfrecord")
-    (out / "train-00001-of-00003.tfrecord.incomplete").write_bytes(b"half a shard")
+    for m in ("rgb", "flow"):
+        os.remove(out / f"train-{m}-00001-of-00003.tfrecord")
+    (out / "train-flow-00001-of-00003.tfrecord.incomplete").write_bytes(b"half a shard")
     again = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
     assert again.skipped_shards == [
         "train-00000-of-00003.tfrecord",
@@ -208,6 +215,102 @@ def test_resume_redoes_only_unfinished_shards(tmp_path):
         convert.convert(
             jobs, str(out), dataclasses.replace(config, num_snippets=3), ["A", "B"], 3, 1
         )
+    with pytest.raises(ValueError, match="--out"):  # other modalities: the rgb files exist
+        convert.convert(
+            jobs, str(out), dataclasses.replace(config, modalities=("rgb",)), ["A", "B"], 3, 1
+        )
+
+
+def _records(path):
+    return [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+
+
+def test_each_modality_has_its_own_files(tmp_path):
+    """One example per video and modality: full context, that modality's feature lists only."""
+    paths = _dataset(tmp_path / "videos", good=3, broken=False)
+    jobs = _jobs(tmp_path / "videos", paths)
+    out = tmp_path / "out"
+    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
+    report = convert.convert({"train": jobs}, str(out), config, ["A", "B"], 2, 1, progress=False)
+    assert sorted(_shard_bytes(out)) == [
+        f"train-{m}-{i:05d}-of-00002.tfrecord" for m in ("flow", "rgb") for i in range(2)
+    ]
+    shards = report.manifest["sets"]["train"]["shards"]
+    assert [s["files"] for s in shards] == [
+        {m: f"train-{m}-{i:05d}-of-00002.tfrecord" for m in ("rgb", "flow")} for i in range(2)
+    ]
+    by_id = {j.video_id: j for j in jobs}
+    seen = []
+    for shard in shards:
+        rgb = _records(out / shard["files"]["rgb"])
+        flw = _records(out / shard["files"]["flow"])
+        assert len(rgb) == len(flw) == shard["num_examples"]
+        for rgb_bytes, flow_bytes in zip(rgb, flw, strict=True):
+            rgb_ex = tf.train.SequenceExample.FromString(rgb_bytes)
+            flow_ex = tf.train.SequenceExample.FromString(flow_bytes)
+            assert set(rgb_ex.feature_lists.feature_list) == {"image/encoded"}
+            assert set(flow_ex.feature_lists.feature_list) == {"flow/x/encoded", "flow/y/encoded"}
+            assert rgb_ex.context == flow_ex.context  # same video, same order, same context
+            video_id = rgb_ex.context.feature["clip/media_id"].bytes_list.value[0].decode()
+            seen.append(video_id)
+            # the files hold exactly convert_video's per-modality examples
+            result = convert.convert_video(by_id[video_id], config)
+            assert result.examples == {"rgb": rgb_bytes, "flow": flow_bytes}
+            # each parses to the arrays the older combined example (every modality) gave
+            combined = tf.train.SequenceExample.FromString(rgb_bytes)
+            combined.feature_lists.MergeFrom(flow_ex.feature_lists)
+            both = records.parse_example(tf.constant(combined.SerializeToString()), ["rgb", "flow"])
+            one = {
+                **records.parse_example(tf.constant(flow_bytes), ["flow"]),
+                **records.parse_example(tf.constant(rgb_bytes), ["rgb"]),
+            }
+            assert set(one) == set(both)
+            for key, value in both.items():
+                np.testing.assert_array_equal(one[key].numpy(), value.numpy(), err_msg=key)
+            with pytest.raises(tf.errors.InvalidArgumentError, match="--modalities"):
+                records.parse_example(tf.constant(flow_bytes), ["rgb"])
+    assert sorted(seen) == sorted(by_id)
+
+
+def test_resume_redoes_a_shard_missing_one_modality_file(tmp_path):
+    paths = _dataset(tmp_path / "videos", good=4, broken=False)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    out = tmp_path / "out"
+    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
+    first = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    before = _shard_bytes(out)
+    os.remove(out / "train-rgb-00002-of-00003.tfrecord")  # its flow file and sidecar remain
+    with pytest.raises(ValueError, match="incomplete"):
+        records.shard_files(str(out), "train", "rgb")
+    again = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    assert again.skipped_shards == [
+        "train-00000-of-00003.tfrecord",
+        "train-00001-of-00003.tfrecord",
+    ]
+    assert again.videos == len(convert.assign_shards(jobs["train"], 3)[2])
+    assert _shard_bytes(out) == before
+    assert again.manifest["sets"] == first.manifest["sets"]
+
+
+def test_a_shard_of_the_older_layout_is_redone_per_modality(tmp_path):
+    """A shard whose sidecar names one combined file (older layout) is converted again."""
+    paths = _dataset(tmp_path / "videos", good=2, broken=False)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    out = tmp_path / "out"
+    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
+    convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, progress=False)
+    before = _shard_bytes(out)
+    side_path = out / convert.PROGRESS_DIR / "train-00000-of-00002.tfrecord.json"
+    side = json.loads(side_path.read_text())
+    for name in side.pop("files").values():
+        os.remove(out / name)
+    side["file"] = "train-00000-of-00002.tfrecord"
+    side_path.write_text(json.dumps(side))
+    (out / "train-00000-of-00002.tfrecord").write_bytes(b"rgb and flow in one file")
+    again = convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, progress=False)
+    assert again.skipped_shards == ["train-00001-of-00002.tfrecord"]
+    assert _shard_bytes(out) == before  # the combined file is gone, the new ones are back
+    assert "files" in json.loads(side_path.read_text())
 
 
 def test_assign_shards_is_deterministic():
@@ -227,8 +330,8 @@ def test_slices_split_the_shards(tmp_path):
     out = tmp_path / "out"
     part = convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, 1, 2, progress=False)
     assert not part.manifest["complete"]
-    assert [s["file"] for s in part.manifest["sets"]["train"]["shards"]] == [
-        "train-00001-of-00002.tfrecord"
+    assert [s["files"] for s in part.manifest["sets"]["train"]["shards"]] == [
+        {"rgb": "train-rgb-00001-of-00002.tfrecord"}
     ]
     done = convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, 0, 2, progress=False)
     assert done.manifest["complete"] and done.manifest["sets"]["train"]["num_examples"] == 4
@@ -286,13 +389,14 @@ def test_kill_mid_run_then_rerun_gives_the_same_examples(tmp_path):
     )
     try:
         deadline = time.monotonic() + 120
-        while not glob.glob(str(killed / "*.tfrecord")) and time.monotonic() < deadline:
+        # a shard's flow file is renamed after its rgb file: it marks a finished shard
+        while not glob.glob(str(killed / "*-flow-*.tfrecord")) and time.monotonic() < deadline:
             assert proc.poll() is None, "the converter exited before finishing a shard"
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGKILL)  # the first shard is complete
     finally:
         proc.wait(timeout=60)
-    finished = glob.glob(str(killed / "*.tfrecord"))
+    finished = glob.glob(str(killed / "*-flow-*.tfrecord"))
     assert 1 <= len(finished) < 8, "the run finished before the kill: make the videos longer"
     assert not (killed / "manifest.json").exists()
 
@@ -301,8 +405,10 @@ def test_kill_mid_run_then_rerun_gives_the_same_examples(tmp_path):
     assert "3 failed" in rerun.stdout
     assert f"({len(finished)} finished shards kept)" in rerun.stdout
     for subset in ("train", "test"):
-        assert sorted(read_examples(killed, subset)) == sorted(read_examples(full, subset))
-        assert len(set(read_examples(killed, subset))) == len(read_examples(killed, subset))
+        for m in ("rgb", "flow"):
+            got = read_examples(killed, subset, m)
+            assert sorted(got) == sorted(read_examples(full, subset, m))
+            assert len(set(got)) == len(got)
     assert _shard_bytes(killed) == _shard_bytes(full)
     assert (
         json.loads((killed / "manifest.json").read_text())["sets"]

@@ -39,8 +39,8 @@ def test_serving_default_matches_the_keras_model_on_raw_uint8(exported):
     loaded = tf.saved_model.load(path)
     raw = np.random.default_rng(1).integers(0, 256, (2, 3, 40, 48, 4)).astype(np.uint8)
     out = loaded.signatures["serving_default"](clips=tf.constant(raw))
-    views = input_pipeline.preprocess_batch(tf.constant(raw), "flow", "tiny", 32)
-    logits = model(views, training=False)
+    views = input_pipeline.preprocess_batch(tf.constant(raw), "flow", 32)  # uint8
+    logits = model(preprocess_input(views, "tiny", "flow"), training=False)
     np.testing.assert_allclose(out["logits"], logits, atol=1e-5)
     np.testing.assert_allclose(out["probabilities"], tf.nn.softmax(logits), atol=1e-6)
     assert out["probabilities"].shape == (2, len(CLASSES))
@@ -53,15 +53,16 @@ def test_serving_default_matches_the_keras_model_on_raw_uint8(exported):
 def test_serve_examples_uses_records_and_the_same_preprocessing(exported):
     model, config, records_dir, path = exported
     loaded = tf.saved_model.load(path)
-    serialized = list(tf.data.TFRecordDataset(records.shard_files(records_dir, "test")))
+    serialized = list(tf.data.TFRecordDataset(records.shard_files(records_dir, "test", "flow")))
     out = loaded.signatures["serve_examples"](serialized=tf.stack(serialized))
     assert out["logits"].shape == (3, len(CLASSES))
     for i, example in enumerate(serialized):
         parsed = records.parse_example(example, ["flow"])
         idx = sampling.sample_snippet_indices(parsed["num_snippets"], 3, "test")
         clip = records.decode_snippets(parsed, "flow", idx, 2)
-        views = input_pipeline.preprocess_clip(clip, "flow", "tiny", 32, training=False)
-        expected = tf.nn.softmax(model(views[None], training=False))[0]
+        views = input_pipeline.preprocess_clip(clip, "flow", 32, training=False)
+        x = preprocess_input(views[None], "tiny", "flow")
+        expected = tf.nn.softmax(model(x, training=False))[0]
         np.testing.assert_allclose(out["probabilities"][i], expected, atol=1e-6)
         assert out["video_id"][i].numpy() == parsed["video_id"].numpy()
         assert int(out["label"][i]) == int(parsed["label"])

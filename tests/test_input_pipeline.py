@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsn_keras import input_pipeline, records
-from tsn_keras.models import preprocess_input
+from tsn_keras import augment, input_pipeline, records
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 
@@ -27,11 +26,13 @@ def write_records(
     shards: int = 2,
     modalities=("rgb", "flow"),
     seed: int = 0,
+    combined: bool = False,
 ) -> str:
     """Writes a records folder (shards + manifest.json) of random-frame videos.
 
     Frames are random with a class-dependent mean, so labels are learnable; flow is random.
-    Returns out_dir.
+    Layout as the converter writes it: one file per shard and modality; `combined=True` writes
+    the older layout, one file per shard holding every modality. Returns out_dir.
     """
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
@@ -73,14 +74,24 @@ def write_records(
                     encoded[axis] = [
                         [jpeg(1) for _ in range(snippet_length)] for _ in range(num_snippets)
                     ]
-            per_shard[i % shards].append(records.serialize_example(info, encoded))
+            per_shard[i % shards].append((info, encoded))
         shard_info = []
         for s, examples in enumerate(per_shard):
-            name = records.shard_filename(subset, s, shards)
-            with tf.io.TFRecordWriter(os.path.join(out_dir, name)) as writer:
-                for example in examples:
-                    writer.write(example)
-            shard_info.append({"file": name, "num_examples": len(examples)})
+            if combined:
+                parts = {None: lambda e: e}
+            else:
+                parts = {
+                    m: lambda e, m=m: {k: v for k, v in e.items() if k.rsplit("_", 1)[0] == m}
+                    for m in modalities
+                }
+            files = {}
+            for m, select in parts.items():
+                files[m] = records.shard_filename(subset, s, shards, m)
+                with tf.io.TFRecordWriter(os.path.join(out_dir, files[m])) as writer:
+                    for info, encoded in examples:
+                        writer.write(records.serialize_example(info, select(encoded)))
+            entry = {"file": files[None]} if combined else {"files": files}
+            shard_info.append({**entry, "num_examples": len(examples)})
         sets[subset] = {"num_examples": count, "shards": shard_info, "complete": True}
     manifest = {
         "dataset": "synthetic",
@@ -109,7 +120,7 @@ def records_dir(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("modality,channels", [("rgb", 3), ("flow", 4), ("rgbdiff", 6)])
+@pytest.mark.parametrize("modality,channels", [("rgb", 3), ("flow", 4), ("rgbdiff", 9)])
 @pytest.mark.parametrize("training", [True, False])
 def test_shapes_and_dtypes(records_dir, modality, channels, training):
     ds = input_pipeline.make_dataset(
@@ -121,16 +132,13 @@ def test_shapes_and_dtypes(records_dir, modality, channels, training):
         training=training,
         input_size=32,
         seed=1,
-        backbone="tiny",
     )
     clips, labels = next(iter(ds))
-    assert clips.dtype == tf.float32 and labels.dtype == tf.int32
+    assert clips.dtype == tf.uint8 and labels.dtype == tf.int32
     assert clips.shape == (4, 3, 32, 32, channels)
     assert ds.element_spec[0].shape.as_list() == [4 if training else None, 3, 32, 32, channels]
     assert np.all((labels.numpy() >= 0) & (labels.numpy() < len(CLASSES)))
-    # tiny preprocessing: rgb x/255 in [0, 1]; flow (x-128)/128 in [-1, 1); rgbdiff in [-1, 1]
-    lo = 0.0 if modality == "rgb" else -1.0
-    assert clips.numpy().min() >= lo - 1e-5 and clips.numpy().max() <= 1.0 + 1e-5
+    assert clips.numpy().std() > 5  # real pixels, not padding
 
 
 def test_seeded_pipeline_is_deterministic_and_glob_works(records_dir):
@@ -144,12 +152,11 @@ def test_seeded_pipeline_is_deterministic_and_glob_works(records_dir):
             training=True,
             input_size=32,
             seed=seed,
-            backbone="tiny",
         )
         return [(c.numpy(), y.numpy()) for c, y in ds.take(3)]
 
     a = batches(records_dir, 7)
-    b = batches(os.path.join(records_dir, "train-*.tfrecord"), 7)
+    b = batches(os.path.join(records_dir, "train-flow-*.tfrecord"), 7)
     c = batches(records_dir, 8)
     for (ca, ya), (cb, yb) in zip(a, b, strict=True):
         np.testing.assert_array_equal(ca, cb)
@@ -159,7 +166,7 @@ def test_seeded_pipeline_is_deterministic_and_glob_works(records_dir):
 
 def test_validation_pass_is_one_epoch_of_centre_views(records_dir):
     ds = input_pipeline.make_dataset(
-        records_dir, "test", "rgb", 3, 2, training=False, input_size=32, backbone="tiny"
+        records_dir, "test", "rgb", 3, 2, training=False, input_size=32
     )
     labels = np.concatenate([y.numpy() for _, y in ds])
     assert sorted(labels.tolist()) == [0, 1, 2]  # 3 test videos, each once
@@ -185,7 +192,6 @@ def test_input_context_shards_and_pads(records_dir):
             training=False,
             input_size=32,
             input_context=ctx,
-            backbone="tiny",
             pad_to_batches=2,
         )
         got = list(ds)
@@ -198,16 +204,70 @@ def test_input_context_shards_and_pads(records_dir):
 
 def test_preprocess_clip_and_batch_match(records_dir):
     clip = tf.constant(np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3)), tf.uint8)
-    one = input_pipeline.preprocess_clip(clip, "rgb", "tiny", 32, training=False)
-    batch = input_pipeline.preprocess_batch(tf.stack([clip, clip]), "rgb", "tiny", 32)
-    assert one.shape == (3, 32, 32, 3) and batch.shape == (2, 3, 32, 32, 3)
-    np.testing.assert_allclose(batch[1], one, atol=1e-6)
-    expected = preprocess_input(
-        tf.image.resize(tf.cast(clip, tf.float32), [36, 43])[:, 2:34, 6:38], "tiny", "rgb"
-    )
-    np.testing.assert_allclose(one, expected, atol=1e-5)
+    one = input_pipeline.preprocess_clip(clip, "rgb", 32, training=False)
+    batch = input_pipeline.preprocess_batch(tf.stack([clip, clip]), "rgb", 32)
+    assert one.dtype == tf.uint8 and one.shape == (3, 32, 32, 3)
+    assert batch.shape == (2, 3, 32, 32, 3)
+    np.testing.assert_array_equal(batch[1], one)
+    # short side 40 -> 36 (32 * 256 // 224), long side 48 -> 43; centre 32x32; rounded
+    resized = tf.image.resize(tf.cast(clip, tf.float32), [36, 43])[:, 2:34, 6:38]
+    np.testing.assert_array_equal(one, np.round(resized.numpy()).astype(np.uint8))
     with pytest.raises(ValueError, match="seed"):
-        input_pipeline.preprocess_clip(clip, "rgb", "tiny", 32, training=True)
+        input_pipeline.preprocess_clip(clip, "rgb", 32, training=True)
+
+
+def _parsed(records_dir, modality):
+    files = input_pipeline.record_files(records_dir, "train", modality)
+    serialized = next(iter(tf.data.TFRecordDataset(files)))
+    return serialized, records.parse_example(serialized, [modality])
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow", "rgbdiff"])
+def test_decode_snippets_window_equals_cropping_the_clip(records_dir, modality):
+    serialized, parsed = _parsed(records_dir, modality)
+    idx = tf.constant([0, 2, 4])
+    full = records.decode_snippets(parsed, modality, idx, 2).numpy()  # [3, 40, 48, C]
+    for box in ([0, 0, 40, 48], [3, 5, 28, 33], [12, 15, 28, 33]):
+        y, x, h, w = box
+        got = records.decode_snippets(parsed, modality, idx, 2, window=tf.constant(box))
+        np.testing.assert_array_equal(got, full[:, y : y + h, x : x + w])
+    # Dynamic K (the map_fn loop) gives the same as the unrolled decode, inside tf.data too.
+    box = tf.constant([3, 5, 28, 33])
+
+    def dynamic(s, n):
+        p = records.parse_example(s, [modality])
+        return records.decode_snippets(p, modality, tf.range(0, n, 2), None, box)
+
+    ds = tf.data.Dataset.from_tensors((serialized, tf.constant(5))).map(dynamic)
+    np.testing.assert_array_equal(next(iter(ds)), full[:, 3:31, 5:38])
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow", "rgbdiff"])
+def test_pipeline_training_views_equal_train_augment_of_the_whole_clip(records_dir, modality):
+    """The pipeline crops while decoding; the views are exactly preprocess_clip(training=True)."""
+    serialized, parsed = _parsed(records_dir, modality)
+    idx = tf.constant([1, 2, 3])
+    clip = records.decode_snippets(parsed, modality, idx, 2)
+
+    def split_path(s, seed):
+        p = records.parse_example(s, [modality])
+        box = augment.train_crop_box(p["height"], p["width"], modality, 32, seed, True)
+        window = records.decode_snippets(p, modality, idx, 2, window=box)
+        return augment.train_augment_window(window, modality, 32, seed, True)
+
+    flips = set()
+    for i in range(12):
+        seed = tf.constant([i, 3], tf.int64)
+        expected = input_pipeline.preprocess_clip(clip, modality, 32, True, seed)
+        assert expected.dtype == tf.uint8
+        np.testing.assert_array_equal(split_path(serialized, seed), expected)
+        graph = tf.data.Dataset.from_tensors((serialized, seed)).map(split_path)
+        np.testing.assert_array_equal(next(iter(graph)), expected)
+        box = augment.train_crop_box(40, 48, modality, 32, seed)
+        window = augment.crop_box(clip, box)
+        plain = np.round(tf.image.resize(tf.cast(window, tf.float32), [32, 32]).numpy())
+        flips.add(bool(np.array_equal(expected, plain.astype(np.uint8))))
+    assert flips == {True, False}  # some clips flipped, some not
 
 
 def test_unstored_modality_and_bad_path_fail_clearly(records_dir, tmp_path):
@@ -216,8 +276,25 @@ def test_unstored_modality_and_bad_path_fail_clearly(records_dir, tmp_path):
     rgb_only = write_records(
         str(tmp_path / "rgb_only"), modalities=("rgb",), num_train=2, num_test=1
     )
-    ds = input_pipeline.make_dataset(
-        rgb_only, "train", "flow", 3, 2, True, 32, seed=0, backbone="tiny"
+    with pytest.raises(ValueError, match="flow"):
+        input_pipeline.make_dataset(rgb_only, "train", "flow", 3, 2, True, 32, seed=0)
+    # The older layout (one file holding every modality) fails when parsing.
+    combined = write_records(
+        str(tmp_path / "combined"), modalities=("rgb",), num_train=2, num_test=1, combined=True
     )
+    ds = input_pipeline.make_dataset(combined, "train", "flow", 3, 2, True, 32, seed=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="flow"):
         next(iter(ds))
+
+
+def test_combined_layout_reads_the_same_views(records_dir, tmp_path):
+    combined = write_records(
+        str(tmp_path / "combined"), modalities=("rgb", "flow", "rgbdiff"), combined=True
+    )
+    for modality in ("rgb", "flow"):
+        a, b = (
+            next(iter(input_pipeline.make_dataset(d, "train", modality, 3, 4, True, 32, seed=5)))
+            for d in (records_dir, combined)
+        )
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])

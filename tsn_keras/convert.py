@@ -1,4 +1,4 @@
-"""Videos -> sharded TFRecords: job list, workers, shards, resume, manifest, failures.
+"""Videos -> sharded TFRecords, one set of shard files per modality: jobs, workers, resume.
 
 `scripts/make_tfrecords.py` is the command line over `convert`. The steps:
 
@@ -6,18 +6,26 @@
   to `num_shards` shards, so the assignment depends only on the video list, never on timing,
   and every shard mixes classes. `num_slices > 1` splits the shards between machines: slice k
   converts the shards whose index % num_slices == k (all slices write into one shared --out).
+* Each modality goes to its own files (`records.shard_filename`: `train-rgb-00000-of-00004`,
+  `train-flow-00000-of-00004`, ...): one SequenceExample per video and modality, the full
+  context with that modality's feature lists only, videos in the same order in every
+  modality's file of a shard. Training reads one modality, so an RGB clip reads RGB bytes only
+  (~0.7 MB of a ~1.8 MB rgb+flow video at 25 snippets, 340x256).
 * Workers (`multiprocessing`, spawn start method) decode a video, compute flow and encode the
-  JPEGs and the serialized SequenceExample; they never import TensorFlow. The parent process
+  JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
   OpenCV's default threads.
 * Memory per worker: the frames stream through (`video.decode_selected`); only the current
   and previous grayscale frame and the encoded JPEGs of one example are held, so it does not
   grow with the video's length (with `num_snippets=0`, dense, the example itself does).
-* A shard is written to `<name>.incomplete`, its sidecar `.progress/<name>.json` (example count,
-  failures, settings digest) is written next, then the shard is renamed to its final name. A
-  rerun skips shards whose final file and sidecar exist with the same settings digest, redoes
-  the rest; nothing is duplicated. Reusing an --out made with other settings is refused.
+* A shard's files (one per modality) are written to `<file>.incomplete`, its sidecar
+  `.progress/<base name>.json` (file per modality, example count, failures, settings digest;
+  base name = `records.shard_filename` without a modality) is written next, then each file is
+  renamed to its final name. A rerun skips shards whose every modality file and sidecar exist
+  with the same settings digest, redoes the rest (all of a shard's files); nothing is
+  duplicated. Reusing an --out made with other settings is refused. A shard redone in a folder
+  of the older layout (one file per shard holding every modality) loses that older file.
 * A video that cannot be decoded is skipped; its path and reason go to `<out>/failures.txt` and
   the manifest. The manifest (`records.MANIFEST_NAME`) is rebuilt from all sidecars at the end.
 
@@ -29,6 +37,7 @@ j = start..start+L-1 clamped to max(F-2, 0) (a 1-frame video gives one zero fiel
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -50,7 +59,9 @@ from tsn_keras import video as video_lib
 SUBSETS = ("train", "test")
 FAILURES_NAME = "failures.txt"
 PROGRESS_DIR = ".progress"
-VIDEOS_PER_SHARD = 100  # automatic shard count: about 100 videos (~100 MB with flow) per shard
+# Automatic shard count: about 100 videos per shard, i.e. per modality file ~70 MB of rgb or
+# ~110 MB of flow at 25 snippets of 340x256.
+VIDEOS_PER_SHARD = 100
 
 
 @dataclass(frozen=True)
@@ -138,10 +149,15 @@ class VideoJob:
 
 @dataclass(frozen=True)
 class VideoResult:
-    """A worker's answer: the serialized example, or why there is none, and counters."""
+    """A worker's answer: the serialized examples, or why there are none, and counters.
+
+    Attributes:
+      examples: modality -> serialized SequenceExample holding that modality only (and the
+        full context), one per `ConvertConfig.modalities`; None when the video failed.
+    """
 
     job: VideoJob
-    example: bytes | None
+    examples: dict[str, bytes] | None
     reason: str | None = None
     num_frames: int = 0
     flow_pairs: int = 0
@@ -225,20 +241,18 @@ class _SnippetPlan:
             self.flow_pairs += 1
             self.fallbacks += int(fell_back)
 
-    def encoded(self) -> dict[str, list]:
-        out: dict[str, list] = {}
-        mods = self.config.modalities
-        if "rgb" in mods:
-            out["rgb"] = [self.jpegs[s] for s in self.starts.tolist()]
-        if "rgbdiff" in mods:
-            out["rgbdiff"] = [[self.jpegs[i] for i in row] for row in self.rgbdiff_idx.tolist()]
-        for m in ("flow", "warped_flow"):
-            if m in mods:
-                table = self.flow_jpegs[m]
-                rows = self.field_idx.tolist()
-                out[f"{m}_x"] = [[table[j][0] for j in row] for row in rows]
-                out[f"{m}_y"] = [[table[j][1] for j in row] for row in rows]
-        return out
+    def encoded(self, modality: str) -> dict[str, list]:
+        """One modality's JPEGs, keyed as `records.serialize_example` takes them."""
+        if modality == "rgb":
+            return {"rgb": [self.jpegs[s] for s in self.starts.tolist()]}
+        if modality == "rgbdiff":
+            return {"rgbdiff": [[self.jpegs[i] for i in row] for row in self.rgbdiff_idx.tolist()]}
+        table = self.flow_jpegs[modality]  # flow, warped_flow
+        rows = self.field_idx.tolist()
+        return {
+            f"{modality}_x": [[table[j][0] for j in row] for row in rows],
+            f"{modality}_y": [[table[j][1] for j in row] for row in rows],
+        }
 
 
 class _Engines:
@@ -256,7 +270,7 @@ class _Engines:
 def convert_video(
     job: VideoJob, config: ConvertConfig, engines: _Engines | None = None
 ) -> VideoResult:
-    """Decodes one video and builds its serialized example.
+    """Decodes one video and builds its serialized examples, one per modality.
 
     Args:
       job: the video.
@@ -264,7 +278,8 @@ def convert_video(
       engines: reuse flow objects across videos (built from config when None).
 
     Returns:
-      VideoResult: example bytes, or example None and the reason (DecodeError / OpenCV error).
+      VideoResult: examples {modality: bytes} for `config.modalities`, or examples None and the
+      reason (DecodeError / OpenCV error).
     """
     engines = engines or _Engines(config)
     try:
@@ -296,8 +311,8 @@ def convert_video(
         flow_bound=config.flow_bound,
         jpeg_quality=config.jpeg_quality,
     )
-    example = records.serialize_example(clip, plan.encoded())
-    return VideoResult(job, example, None, info.num_frames, plan.flow_pairs, plan.fallbacks)
+    examples = {m: records.serialize_example(clip, plan.encoded(m)) for m in config.modalities}
+    return VideoResult(job, examples, None, info.num_frames, plan.flow_pairs, plan.fallbacks)
 
 
 _WORKER: dict = {}
@@ -341,10 +356,24 @@ class _Shard:
     count: int
     jobs: tuple[VideoJob, ...]
     digest: str
+    modalities: tuple[str, ...]
 
     @property
     def name(self) -> str:
+        """Base name (the sidecar's; the older layout's one file)."""
         return records.shard_filename(self.subset, self.index, self.count)
+
+    @property
+    def files(self) -> dict[str, str]:
+        """modality -> file name."""
+        return {
+            m: records.shard_filename(self.subset, self.index, self.count, m)
+            for m in self.modalities
+        }
+
+    def finished(self, out_dir: str) -> bool:
+        """Every modality's final file exists (the sidecar is checked apart)."""
+        return all(os.path.isfile(os.path.join(out_dir, f)) for f in self.files.values())
 
 
 def _sidecar_path(out_dir: str, name: str) -> str:
@@ -368,17 +397,20 @@ def _write_json(path: str, obj: dict) -> None:
 
 
 def _shard_done(out_dir: str, shard: _Shard) -> bool:
-    final = os.path.join(out_dir, shard.name)
+    """Finished with these settings; a shard whose files were made with others is refused."""
     side = _read_sidecar(out_dir, shard.name)
-    if not os.path.isfile(final) or side is None:
+    if side is None:
         return False
-    if side.get("digest") != shard.digest:
+    # this run's files, the sidecar's (other modalities?) and the older layout's combined file
+    names = [*shard.files.values(), *side.get("files", {}).values(), side.get("file", shard.name)]
+    made = [n for n in dict.fromkeys(names) if os.path.isfile(os.path.join(out_dir, n))]
+    if made and side.get("digest") != shard.digest:
         raise ValueError(
-            f"{final} was made with other settings or another video list (settings digest "
-            f"{side.get('digest')} != {shard.digest}). Use another --out, or delete {out_dir} "
-            "to convert again"
+            f"{os.path.join(out_dir, made[0])} was made with other settings or another video "
+            f"list (settings digest {side.get('digest')} != {shard.digest}). Use another --out, "
+            f"or delete {out_dir} to convert again"
         )
-    return True
+    return side.get("digest") == shard.digest and shard.finished(out_dir)
 
 
 class _Progress:
@@ -476,7 +508,8 @@ def convert(
         count = count or auto_num_shards(len(jobs))
         for index, shard_jobs in enumerate(assign_shards(jobs, count)):
             key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
-            shards.append(_Shard(subset, index, count, tuple(shard_jobs), _digest(key)))
+            shard = _Shard(subset, index, count, tuple(shard_jobs), _digest(key), config.modalities)
+            shards.append(shard)
     mine = [s for s in shards if s.index % num_slices == slice_index]
     pending = [s for s in mine if not _shard_done(out_dir, s)]
     report = ConvertReport(manifest={}, skipped_shards=[s.name for s in mine if s not in pending])
@@ -509,25 +542,29 @@ def _write_shards(
     import tensorflow as tf  # the parent writes; workers never import TensorFlow
 
     for shard in pending:
-        final = os.path.join(out_dir, shard.name)
-        temp = final + ".incomplete"
+        finals = {m: os.path.join(out_dir, name) for m, name in shard.files.items()}
         failures, fallbacks, written = [], 0, 0
-        with tf.io.TFRecordWriter(temp) as writer:
+        with contextlib.ExitStack() as stack:
+            writers = {
+                m: stack.enter_context(tf.io.TFRecordWriter(final + ".incomplete"))
+                for m, final in finals.items()
+            }
             for _ in shard.jobs:
                 result = next(results)
                 report.videos += 1
                 report.frames += result.num_frames
                 report.flow_pairs += result.flow_pairs
                 fallbacks += result.warped_fallbacks
-                if result.example is None:
+                if result.examples is None:
                     failures.append({"path": result.job.path, "reason": result.reason})
                     report.failed += 1
                 else:
-                    writer.write(result.example)
+                    for m, writer in writers.items():  # same videos, same order in every file
+                        writer.write(result.examples[m])
                     written += 1
-                bar.update(result.example is None)
+                bar.update(result.examples is None)
         side = {
-            "file": shard.name,
+            "files": shard.files,
             "num_examples": written,
             "failures": failures,
             "warped_flow_fallbacks": fallbacks,
@@ -535,7 +572,11 @@ def _write_shards(
             "video_ids": [j.video_id for j in shard.jobs],
         }
         _write_json(_sidecar_path(out_dir, shard.name), side)
-        os.replace(temp, final)
+        for final in finals.values():
+            os.replace(final + ".incomplete", final)
+        combined = os.path.join(out_dir, shard.name)  # the older layout's file of this shard
+        if os.path.isfile(combined):
+            os.remove(combined)
 
 
 def _write_manifest(
@@ -550,15 +591,11 @@ def _write_manifest(
             {"num_examples": 0, "num_shards": shard.count, "complete": True, "shards": []},
         )
         side = _read_sidecar(out_dir, shard.name)
-        done = (
-            side is not None
-            and side.get("digest") == shard.digest
-            and os.path.isfile(os.path.join(out_dir, shard.name))
-        )
+        done = side is not None and side.get("digest") == shard.digest and shard.finished(out_dir)
         if not done:
             entry["complete"] = False
             continue
-        entry["shards"].append({"file": shard.name, "num_examples": side["num_examples"]})
+        entry["shards"].append({"files": shard.files, "num_examples": side["num_examples"]})
         entry["num_examples"] += side["num_examples"]
         failures += [dict(f, subset=shard.subset) for f in side["failures"]]
         fallbacks += side["warped_flow_fallbacks"]

@@ -51,8 +51,8 @@ class ModelInfo:
 class Scorer:
     """A trained TSN model as a function of raw test views.
 
-    Call with float32 [B, K, S, S, C] crops holding raw 0-255 values (RGB order; raw encoded
-    flow) and get logits [B, classes] as numpy. Preprocessing is the model's own:
+    Call with uint8 (or float32) [B, K, S, S, C] crops holding raw 0-255 values (RGB order;
+    raw encoded flow) and get logits [B, classes] as numpy. Preprocessing is the model's own:
     `models.preprocess_input` (Keras path) or inside the SavedModel's graph.
     """
 
@@ -62,7 +62,7 @@ class Scorer:
         self.source = source
 
     def __call__(self, views) -> np.ndarray:
-        return np.asarray(self._fn(tf.convert_to_tensor(views, tf.float32)), np.float32)
+        return np.asarray(self._fn(tf.cast(views, tf.float32)), np.float32)
 
 
 def load_scorer(path: str) -> Scorer:
@@ -113,7 +113,7 @@ def load_scorer(path: str) -> Scorer:
 def test_views(
     serialized: tf.Tensor, info: ModelInfo, num_segments: int = 25, crops: int = 10
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """One example's test views: (float32 [crops, K, S, S, C] raw crops, video id, label).
+    """One example's test views: (uint8 [crops, K, S, S, C] raw crops, video id, label).
 
     The K snippets are evenly spaced over the stored ones (`sampling`'s test rule); the crops
     are `augment.crop_views`. Runs eagerly and inside tf.data.
@@ -122,7 +122,7 @@ def test_views(
     idx = sampling.sample_snippet_indices(parsed["num_snippets"], num_segments, "test")
     clip = records.decode_snippets(parsed, info.modality, idx, info.snippet_length)  # [K,H,W,C]
     views = augment.crop_views(clip, info.modality, info.input_size, crops)  # [crops,K,S,S,C]
-    return tf.cast(views, tf.float32), parsed["video_id"], parsed["label"]
+    return views, parsed["video_id"], parsed["label"]
 
 
 def score_examples(
@@ -156,7 +156,7 @@ def evaluate(
     verbose: bool = True,
 ) -> dict:
     """Scores every video of a records subset; returns ids, labels, scores and the metrics."""
-    files = input_pipeline.record_files(records_path, subset)
+    files = input_pipeline.record_files(records_path, subset, scorer.info.modality)
     manifest = _manifest_or_none(records_path)
     if manifest is not None and list(manifest["classes"]) != list(scorer.info.classes):
         raise ValueError(

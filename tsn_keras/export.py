@@ -5,9 +5,9 @@ The export folder holds:
     serving_default(clips: uint8 [B, K, H, W, C]) -> {"logits", "probabilities"} [B, classes]
         clips are raw decoded snippets: RGB order for rgb; raw encoded 0-255 flow, channels
         x1, y1, x2, y2, ... for flow; L+1 stacked RGB frames for rgbdiff. Any K, H, W. The
-        graph resizes the short side to input_size * 256 / 224, takes the centre crop and
-        applies the backbone's preprocessing: `input_pipeline.preprocess_batch`, the same
-        function validation uses.
+        graph resizes the short side to input_size * 256 / 224, takes the centre crop
+        (`input_pipeline.preprocess_batch`, the function validation uses) and applies the
+        backbone's preprocessing (`models.preprocess_input`, as the training step does).
     serve_views(views: float32 [B, K, S, S, C]) -> {"logits", "probabilities"}
         views already cropped to input_size (raw 0-255, e.g. `augment.crop_views` output with
         crops folded into B); only the backbone's preprocessing is applied. For evaluate.
@@ -68,6 +68,7 @@ class TSNServing(tf.Module):
         raw_channels = input_channels(tsn_config.modality, tsn_config.snippet_length)
         if tsn_config.modality == "rgbdiff":
             raw_channels = 3 * (tsn_config.snippet_length + 1)  # L+1 RGB frames
+        self._raw_channels = raw_channels
         self.serve = tf.function(
             self._serve,
             input_signature=[tf.TensorSpec([None, None, None, None, raw_channels], tf.uint8)],
@@ -87,41 +88,39 @@ class TSNServing(tf.Module):
         self.class_names = tf.function(self._class_names, input_signature=[])
 
     def _scores(self, views: tf.Tensor) -> dict:
-        logits = tf.cast(self.model(views, training=False), tf.float32)
+        """Raw 0-255 views [B, K, S, S, C] -> scores; the backbone's preprocessing in-graph."""
+        c = self._config
+        x = preprocess_input(views, backbone=c.backbone, modality=c.modality)
+        logits = tf.cast(self.model(x, training=False), tf.float32)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def _serve(self, clips: tf.Tensor) -> dict:
         c = self._config
-        views = input_pipeline.preprocess_batch(clips, c.modality, c.backbone, c.input_size)
-        return self._scores(views)
+        return self._scores(input_pipeline.preprocess_batch(clips, c.modality, c.input_size))
 
     def _serve_views(self, views: tf.Tensor) -> dict:
-        c = self._config
-        return self._scores(preprocess_input(views, backbone=c.backbone, modality=c.modality))
+        return self._scores(views)
 
     def _serve_examples(self, serialized: tf.Tensor) -> dict:
         c = self._config
         k = self._example_snippets
-        out_channels = input_channels(c.modality, c.snippet_length)
 
         def one(example):
             parsed = records.parse_example(example, [c.modality])
             idx = sampling.sample_snippet_indices(parsed["num_snippets"], k, "test")
             clip = records.decode_snippets(parsed, c.modality, idx, c.snippet_length)
-            views = input_pipeline.preprocess_clip(
-                clip, c.modality, c.backbone, c.input_size, training=False
-            )  # [K, S, S, C']
+            views = input_pipeline.preprocess_clip(clip, c.modality, c.input_size, training=False)
             return views, parsed["video_id"], tf.cast(parsed["label"], tf.int32)
 
         views, video_ids, labels = tf.map_fn(
             one,
             serialized,
             fn_output_signature=(
-                tf.TensorSpec([k, c.input_size, c.input_size, out_channels], tf.float32),
+                tf.TensorSpec([k, c.input_size, c.input_size, self._raw_channels], tf.uint8),
                 tf.TensorSpec([], tf.string),
                 tf.TensorSpec([], tf.int32),
             ),
-        )  # views [B, K, S, S, C']
+        )  # views [B, K, S, S, C]
         scores = self._scores(views)
         scores.update(video_id=video_ids, label=labels)
         return scores

@@ -1,18 +1,25 @@
 """tf.data input pipeline: record shards -> parse -> sample -> decode -> augment -> batches.
 
-    shard files (shuffled, sharded per input pipeline)
+    shard files of one modality (shuffled, sharded per input pipeline)
       -> parallel interleave of TFRecordDataset       (serialized SequenceExamples)
       -> shuffle, repeat                              (training)
       -> parse (records.parse_example)                (JPEG bytes of all N stored snippets)
       -> TSN sampling (sampling.sample_snippet_indices: K of the N snippets)
-      -> decode only the K sampled snippets (records.decode_snippets)       uint8 [K, H, W, C]
-      -> preprocess_clip: train_augment | center_crop, then models.preprocess_input
-                                                                     float32 [K, S, S, C']
-      -> batch, prefetch                         ([B, K, S, S, C'] float32, [B] int32 labels)
+      -> training: draw the crop window (augment.train_crop_box), decode only the K sampled
+         snippets, each JPEG cropped to it (records.decode_snippets), flip + resize
+         (augment.train_augment_window);  validation: decode, augment.center_crop
+                                                           uint8 [K, S, S, C]
+      -> batch, prefetch                         ([B, K, S, S, C] uint8, [B] int32 labels)
 
-`preprocess_clip` is the one place that turns decoded snippets into network input; training,
-validation, the SavedModel export and prediction all call it (training=False gives the
-deterministic centre view).
+The pipeline delivers uint8 views; `models.preprocess_input` (channel order, mean) runs in the
+training / evaluation step on the accelerator. A batch is then 4x smaller to copy, prefetch
+and send to the device than float32, and the host does no per-pixel float work after resizing.
+
+`preprocess_clip` is the one function that turns decoded snippets into views; training,
+validation, the SavedModel export and prediction all use it (training=False gives the
+deterministic centre view). The training pipeline runs its training branch in two halves
+around decoding (window drawn before, flip + resize after), which gives exactly
+`preprocess_clip(clip, training=True)` of the whole decoded clip with the same seed (tested).
 
 Randomness is stateless: every example gets its own seed, folded from the pipeline seed, the
 input pipeline id and the example's position in the (seeded, deterministic) stream, so a seeded
@@ -27,7 +34,6 @@ import random
 import tensorflow as tf
 
 from tsn_keras import augment, records, sampling
-from tsn_keras.models import preprocess_input
 
 SUBSETS = ("train", "test")
 PAD_LABEL = -1  # label of the zero clips that pad evaluation batches (weight 0)
@@ -36,7 +42,6 @@ PAD_LABEL = -1  # label of the zero clips that pad evaluation batches (weight 0)
 def preprocess_clip(
     clip: tf.Tensor,
     modality: str,
-    backbone: str,
     input_size: int,
     training: bool,
     seed: tf.Tensor | None = None,
@@ -44,53 +49,51 @@ def preprocess_clip(
     scale_size: int | None = None,
     flip: bool = True,
 ) -> tf.Tensor:
-    """Decoded snippets -> network input, shared by training, evaluation, export and predict.
+    """Decoded snippets -> views, shared by training, evaluation, export and predict.
 
     Args:
       clip: uint8 (or 0-255 float) [K, H, W, C]: RGB order for rgb, raw encoded 0-255
         interleaved x1, y1, ... for flow, L+1 stacked RGB frames for rgbdiff.
       modality: "rgb", "flow", "warped_flow" or "rgbdiff".
-      backbone: backbone name, selects the normalisation of `models.preprocess_input`.
       input_size: network input side S.
       training: True: TSN multi-scale corner crop + flow-aware random flip (needs `seed`);
         False: resize the short side to scale_size and take the centre crop.
       seed: int tensor [2], stateless seed of the augmentation (training only).
       more_fix_crop: 13 crop positions instead of 5 (training only).
-      flip: the random horizontal flip (training only).
       scale_size: short side before the centre crop; default input_size * 256 // 224.
+      flip: the random horizontal flip (training only).
 
     Returns:
-      float32 [K, S, S, C'] (C' = C except rgbdiff: 3L differences).
+      uint8 [K, S, S, C] views; `models.preprocess_input(views, backbone, modality)` makes
+      them network input.
     """
     if training:
         if seed is None:
             raise ValueError("preprocess_clip(training=True) needs a [2] int seed.")
-        views = augment.train_augment(clip, modality, input_size, seed, more_fix_crop, flip)
-    else:
-        views = augment.center_crop(clip, input_size, scale_size)
-    return tf.cast(preprocess_input(views, backbone=backbone, modality=modality), tf.float32)
+        return augment.train_augment(clip, modality, input_size, seed, more_fix_crop, flip)
+    return augment.center_crop(clip, input_size, scale_size)
 
 
 def preprocess_batch(
-    clips: tf.Tensor, modality: str, backbone: str, input_size: int, scale_size: int | None = None
+    clips: tf.Tensor, modality: str, input_size: int, scale_size: int | None = None
 ) -> tf.Tensor:
-    """`preprocess_clip(training=False)` of a batch: [B, K, H, W, C] -> float32 [B, K, S, S, C']."""
+    """`preprocess_clip(training=False)` of a batch: [B, K, H, W, C] -> uint8 [B, K, S, S, C]."""
     shape = tf.shape(clips)
     b, k = shape[0], shape[1]
     folded = tf.reshape(clips, tf.concat([[b * k], shape[2:]], 0))  # [B*K, H, W, C]
-    views = preprocess_clip(folded, modality, backbone, input_size, False, scale_size=scale_size)
+    views = preprocess_clip(folded, modality, input_size, False, scale_size=scale_size)
     out_shape = tf.concat([[b, k], tf.shape(views)[1:]], 0)
-    return tf.reshape(views, out_shape)  # [B, K, S, S, C']
+    return tf.reshape(views, out_shape)  # [B, K, S, S, C]
 
 
-def record_files(records_path: str, subset: str) -> list[str]:
-    """Shard files of a subset: from a records folder's manifest, or a glob of .tfrecord files.
+def record_files(records_path: str, subset: str, modality: str | None = None) -> list[str]:
+    """Shard files of a subset (and modality): from a records folder's manifest, or a glob.
 
     Raises:
       FileNotFoundError: when the folder has no manifest or the glob matches nothing.
     """
     if tf.io.gfile.isdir(records_path):
-        return records.shard_files(records_path, subset)
+        return records.shard_files(records_path, subset, modality)
     files = sorted(tf.io.gfile.glob(records_path))
     if not files:
         raise FileNotFoundError(
@@ -148,7 +151,6 @@ def make_dataset(
     input_size: int = 224,
     seed: int | None = None,
     input_context: tf.distribute.InputContext | None = None,
-    backbone: str = "bn_inception",
     sampling_mode: str | None = None,
     more_fix_crop: bool = True,
     random_flip: bool = True,
@@ -156,7 +158,6 @@ def make_dataset(
     cycle_length: int = 4,
     repeat: bool | None = None,
     pad_to_batches: int | None = None,
-    preprocess: bool = True,
 ) -> tf.data.Dataset:
     """Batches of TSN clips from TFRecord shards.
 
@@ -174,22 +175,20 @@ def make_dataset(
         runs); None draws a fresh seed and lets tf.data run out of order for speed.
       input_context: from `strategy.distribute_datasets_from_function`: shards files (or,
         with fewer files than pipelines, examples) per input pipeline.
-      backbone: selects `preprocess_input`'s normalisation.
       sampling_mode: "train", "val" or "test"; default "train" if training else "val".
       more_fix_crop: 13 crop positions instead of 5.
       random_flip: flip clips horizontally at random when training (flow-aware).
-      shuffle_buffer: videos in the shuffle buffer. A serialized record holds every stored
-        modality (25 snippets at 340x256: ~0.6 MB rgb, ~1.1 MB flow, ~1.8 MB both), so 256
-        of them take ~0.5 GB; size it to memory.
+      shuffle_buffer: videos in the shuffle buffer. A serialized record of 25 snippets at
+        340x256 takes ~0.7 MB (rgb) or ~1.1 MB (flow), so 256 of them take ~0.2-0.3 GB;
+        size it to memory.
       cycle_length: files read in parallel.
       repeat: repeat forever; default = training.
       pad_to_batches: for evaluation under several pipelines: yield exactly this many full
         batches, padding with zero clips labelled PAD_LABEL (-1) (give them weight 0).
-      preprocess: False stops after augmentation (float32 0-255, RGB order) - for showing
-        input snippets in TensorBoard.
 
     Returns:
-      tf.data.Dataset of (clips float32 [B, K, S, S, C'], labels int32 [B]).
+      tf.data.Dataset of (views uint8 [B, K, S, S, C], labels int32 [B]); apply
+      `models.preprocess_input` on the device.
     """
     augment._check_modality(modality)
     if subset not in SUBSETS:
@@ -201,7 +200,7 @@ def make_dataset(
         )
     sampling_mode = sampling_mode or ("train" if training else "val")
     repeat = training if repeat is None else repeat
-    files = record_files(records_path, subset)
+    files = record_files(records_path, subset, modality)
     snippet_length = snippet_length_of(records_path, files, modality)
 
     num_pipelines, pipeline_id, per_batch = 1, 0, batch_size
@@ -244,18 +243,18 @@ def make_dataset(
         idx = sampling.sample_snippet_indices(
             parsed["num_snippets"], num_segments, sampling_mode, seed=sample_seed
         )
-        clip = records.decode_snippets(parsed, modality, idx, snippet_length)  # [K, H, W, C]
-        if preprocess:
-            views = preprocess_clip(
-                clip, modality, backbone, input_size, training, augment_seed, more_fix_crop,
-                flip=random_flip,
+        if training:  # = preprocess_clip(training=True), decoding only the crop window
+            box = augment.train_crop_box(
+                parsed["height"], parsed["width"], modality, input_size, augment_seed,
+                more_fix_crop,
             )  # fmt: skip
-        elif training:
-            views = augment.train_augment(
-                clip, modality, input_size, augment_seed, more_fix_crop, random_flip
+            window = records.decode_snippets(parsed, modality, idx, snippet_length, box)
+            views = augment.train_augment_window(
+                window, modality, input_size, augment_seed, random_flip
             )
         else:
-            views = augment.center_crop(clip, input_size)
+            clip = records.decode_snippets(parsed, modality, idx, snippet_length)  # [K,H,W,C]
+            views = preprocess_clip(clip, modality, input_size, training=False)
         views = tf.ensure_shape(views, [num_segments, input_size, input_size, None])
         return views, tf.cast(parsed["label"], tf.int32)
 

@@ -5,10 +5,11 @@
 
 Each video goes through exactly the converter's code (`convert.convert_video`: decoding, frame
 size, N evenly spaced snippets, optical flow with the algorithm and bound the model's training
-records used, JPEG encoding) into an in-memory example, then through the evaluation code
-(`evaluate.score_examples`: snippet choice, test crops, the model's own preprocessing). So a
-prediction sees its input exactly as the test set did. With several models, their softmax
-probabilities are weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
+records used, JPEG encoding) into in-memory examples, one per modality, then through the
+evaluation code (`evaluate.score_examples`: snippet choice, test crops, the model's own
+preprocessing), each model reading its own modality's example. So a prediction sees its
+input exactly as the test set did. With several models, their softmax probabilities are
+weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
 
 Prints the top-5 classes with probabilities per video; --json writes, for each video, its
 path and `top5` as [class, probability] pairs (plus each stream's top-5), or its error. A
@@ -112,22 +113,24 @@ def predict_videos(
     errors: dict[int, str] = {}
     for config, members in groups:
         # Convert every video once per conversion setting, then score them all in one
-        # tf.data pass per model: one traced pipeline, not one per video.
-        examples, ok = [], []
+        # tf.data pass per model: one traced pipeline, not one per video. A conversion gives
+        # one example per modality; each model reads its own modality's examples.
+        examples, ok = [], []  # examples: {modality: serialized example} per converted video
         for v, path in enumerate(paths):
             if v in errors:
                 continue
             job = convert.VideoJob(path, os.path.basename(path), 0, "")
             result = convert.convert_video(job, config)
-            if result.example is None:
+            if result.examples is None:
                 errors[v] = result.reason
             else:
-                examples.append(result.example)
+                examples.append(result.examples)
                 ok.append(v)
         if not examples:
             continue
-        data = tf.data.Dataset.from_tensor_slices(tf.constant(examples))
         for m in members:
+            modality = scorers[m].info.modality
+            data = tf.data.Dataset.from_tensor_slices(tf.constant([e[modality] for e in examples]))
             scores = evaluate.score_examples(scorers[m], data, num_segments, crops)
             for v, (_, _, logits) in zip(ok, scores, strict=True):
                 probs[v, m] = fuse.softmax(logits[None].astype(np.float64))[0]

@@ -29,6 +29,10 @@ Feature lists, one entry per snippet (N entries), only for the modalities stored
 | `flow/x/encoded`, `flow/y/encoded` | L gray JPEGs each (flow fields start..start+L-1) | flow |
 | `warped_flow/x/encoded`, `warped_flow/y/encoded` | same, camera motion removed | warped_flow |
 
+The converter writes each modality to its own shard files (`shard_filename`, `shard_files`):
+one example per video and modality, with the full context and that modality's feature lists
+only, so a reader of one modality reads none of the others' bytes.
+
 The writer (`serialize_example`) encodes the protobuf wire format directly, so conversion workers
 never import TensorFlow (~3 s and ~600 MB per process); `tests/test_records.py` checks that the
 bytes parse to the same message `tf.train.SequenceExample` builds. The reader functions import
@@ -48,6 +52,7 @@ import numpy as np
 
 MODALITIES = ("rgb", "flow", "rgbdiff", "warped_flow")
 MANIFEST_NAME = "manifest.json"
+_UNROLL_DECODES = 64  # decode_snippets: up to this many JPEGs as separate ops, not a loop
 
 # Context keys.
 _MEDIA_ID = "clip/media_id"
@@ -324,25 +329,34 @@ def parse_example(serialized, modalities: Sequence[str]) -> dict:
         "jpeg_quality": context[_JPEG_QUALITY],
     }
     for name in names:
-        dense = tf.sparse.to_dense(sequences[_SEQUENCE_KEYS[name]], default_value="")
-        if name == "rgb":
-            dense = tf.reshape(dense, [-1])  # [N, 1] -> [N]
-        rows = tf.shape(dense)[0]
+        sparse = sequences[_SEQUENCE_KEYS[name]]  # [N, JPEGs per snippet]
+        # Every snippet holds the same number of JPEGs (the writer checks), so the values in
+        # row-major order already are the dense [N, M] table: reshape instead of to_dense,
+        # which would copy every JPEG's bytes once more.
+        shape = tf.cast(sparse.dense_shape, tf.int32)
         check = tf.debugging.assert_equal(
-            rows,
-            num_snippets,
+            tf.stack([shape[0], shape[0] * shape[1]]),
+            tf.stack([num_snippets, tf.size(sparse.values)]),
             message=(
                 f"an example lacks the '{name}' snippets (feature list "
-                f"'{_SEQUENCE_KEYS[name]}'); convert with --modalities including it"
+                f"'{_SEQUENCE_KEYS[name]}') or has uneven ones; convert with --modalities "
+                "including it"
             ),
         )
         with tf.control_dependencies([check]):
-            out[name] = tf.identity(dense)
+            values = tf.identity(sparse.values)
+        out[name] = values if name == "rgb" else tf.reshape(values, [num_snippets, -1])
     return out
 
 
-def decode_snippets(parsed: dict, modality: str, snippet_idx, snippet_length: int | None = None):
-    """Decodes the JPEGs of the sampled snippets only.
+def decode_snippets(
+    parsed: dict,
+    modality: str,
+    snippet_idx,
+    snippet_length: int | None = None,
+    window=None,
+):
+    """Decodes the JPEGs of the sampled snippets only, optionally cropped to a window.
 
     Args:
       parsed: output of `parse_example` holding `modality`.
@@ -350,10 +364,15 @@ def decode_snippets(parsed: dict, modality: str, snippet_idx, snippet_length: in
       snippet_idx: int32 [K], indices into the N stored snippets.
       snippet_length: optional L; when given, the channel dimension of flow / rgbdiff gets a
         static size (rgb's 3 is always static).
+      window: optional int32 [4] (y, x, height, width): each decoded image is cropped to it
+        before the snippets' frames are stacked along channels, so the stacking (a transpose,
+        the costliest step for flow) only moves the window's pixels. The result equals
+        cropping the whole decoded clip.
 
     Returns:
-      uint8 [K, H, W, C]: rgb C=3 (RGB); flow / warped_flow C=2L interleaved x1,y1,x2,y2,...
-      (raw encoded 0-255 values); rgbdiff C=3(L+1), the L+1 RGB frames stacked along channels.
+      uint8 [K, H, W, C] (H, W = the window's size when given): rgb C=3 (RGB); flow /
+      warped_flow C=2L interleaved x1,y1,x2,y2,... (raw encoded 0-255 values); rgbdiff
+      C=3(L+1), the L+1 RGB frames stacked along channels.
     """
     import tensorflow as tf
 
@@ -361,22 +380,37 @@ def decode_snippets(parsed: dict, modality: str, snippet_idx, snippet_length: in
     snippet_idx = tf.convert_to_tensor(snippet_idx, tf.int32)
     height = tf.cast(parsed["height"], tf.int32)
     width = tf.cast(parsed["width"], tf.int32)
+    if window is not None:
+        window = tf.convert_to_tensor(window, tf.int32)
+        height, width = window[2], window[3]
     k = tf.shape(snippet_idx)[0]
 
-    def decode_all(jpegs, channels):  # [M] -> [M, H, W, channels]
+    def decode(jpeg, channels):
+        image = tf.io.decode_jpeg(jpeg, channels=channels)
+        if window is None:
+            return image
+        return image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+
+    def decode_all(jpegs, channels, count):  # [M] -> [M, H, W, channels]
+        if count is not None and count <= _UNROLL_DECODES:
+            # One decode op per JPEG: about half the cost of map_fn's loop per clip.
+            return tf.stack([decode(jpegs[i], channels) for i in range(count)])
         return tf.map_fn(
-            lambda s: tf.io.decode_jpeg(s, channels=channels),
+            lambda s: decode(s, channels),
             jpegs,
             fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8),
         )
 
+    num = snippet_idx.shape[0]  # static K, or None
+    frames_static = None if snippet_length is None else snippet_length
     if modality == "rgb":
-        images = decode_all(tf.gather(parsed["rgb"], snippet_idx), 3)  # [K, H, W, 3]
+        images = decode_all(tf.gather(parsed["rgb"], snippet_idx), 3, num)  # [K, H, W, 3]
         return tf.ensure_shape(tf.reshape(images, [k, height, width, 3]), [None, None, None, 3])
     if modality == "rgbdiff":
         jpegs = tf.gather(parsed["rgbdiff"], snippet_idx)  # [K, L+1]
         frames = tf.shape(jpegs)[1]
-        images = decode_all(tf.reshape(jpegs, [-1]), 3)  # [K*(L+1), H, W, 3]
+        count = None if num is None or frames_static is None else num * (frames_static + 1)
+        images = decode_all(tf.reshape(jpegs, [-1]), 3, count)  # [K*(L+1), H, W, 3]
         images = tf.reshape(images, [k, frames, height, width, 3])  # [K, L+1, H, W, 3]
         images = tf.transpose(images, [0, 2, 3, 1, 4])  # [K, H, W, L+1, 3]
         images = tf.reshape(images, [k, height, width, frames * 3])  # [K, H, W, 3(L+1)]
@@ -386,7 +420,8 @@ def decode_snippets(parsed: dict, modality: str, snippet_idx, snippet_length: in
     y = tf.gather(parsed[f"{modality}_y"], snippet_idx)  # [K, L]
     fields = tf.shape(x)[1]
     jpegs = tf.reshape(tf.stack([x, y], axis=2), [-1])  # [K*L*2]: x1, y1, x2, y2, ...
-    images = decode_all(jpegs, 1)  # [K*2L, H, W, 1]
+    count = None if num is None or frames_static is None else num * 2 * frames_static
+    images = decode_all(jpegs, 1, count)  # [K*2L, H, W, 1]
     images = tf.reshape(images, [k, 2 * fields, height, width])  # [K, 2L, H, W]
     images = tf.transpose(images, [0, 2, 3, 1])  # [K, H, W, 2L]
     channels = None if snippet_length is None else 2 * snippet_length
@@ -397,9 +432,15 @@ def decode_snippets(parsed: dict, modality: str, snippet_idx, snippet_length: in
 # Output folder.
 
 
-def shard_filename(subset: str, index: int, num_shards: int) -> str:
-    """File name of one shard, e.g. `train-00000-of-00004.tfrecord`."""
-    return f"{subset}-{index:05d}-of-{num_shards:05d}.tfrecord"
+def shard_filename(subset: str, index: int, num_shards: int, modality: str | None = None) -> str:
+    """File name of one shard's file of one modality, e.g. `train-rgb-00000-of-00004.tfrecord`.
+
+    Without a modality: `train-00000-of-00004.tfrecord`, the shard's base name (its progress
+    sidecar's name) and the file name of the older layout, one file holding every modality.
+    """
+    if modality is None:
+        return f"{subset}-{index:05d}-of-{num_shards:05d}.tfrecord"
+    return f"{subset}-{modality}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
 def read_manifest(records_dir: str) -> dict:
@@ -414,11 +455,23 @@ def read_manifest(records_dir: str) -> dict:
         return json.load(f)
 
 
-def shard_files(records_dir: str, subset: str) -> list[str]:
-    """Paths of a subset's shards ("train" or "test"), in shard order, from the manifest.
+def shard_files(records_dir: str, subset: str, modality: str | None = None) -> list[str]:
+    """Paths of a subset's shard files ("train" or "test"), in shard order, from the manifest.
+
+    Each modality has its own files (manifest shard entries `{"files": {modality: name},
+    "num_examples": n}`), so a reader of one modality reads only its bytes. Folders in the
+    older layout (`{"file": name, ...}`: one file per shard holding every modality) give those
+    files for any modality.
+
+    Args:
+      records_dir: the converter's output folder.
+      subset: "train" or "test".
+      modality: whose files; None is allowed when the folder stores one modality only or is in
+        the older combined layout.
 
     Raises:
-      ValueError: if the manifest has no such subset or the conversion is incomplete.
+      ValueError: if the manifest has no such subset, the folder does not store `modality`
+        (or stores several and `modality` is None), or the conversion is incomplete.
     """
     manifest = read_manifest(records_dir)
     sets = manifest.get("sets", {})
@@ -427,7 +480,32 @@ def shard_files(records_dir: str, subset: str) -> list[str]:
             f"{os.path.join(records_dir, MANIFEST_NAME)} has no subset '{subset}'; "
             f"it has {sorted(sets)}. Convert it with --subsets {subset}"
         )
-    files = [os.path.join(records_dir, s["file"]) for s in sets[subset]["shards"]]
+    if modality is not None:
+        check_modalities([modality])
+    shards = sets[subset]["shards"]
+    stored = list(
+        dict.fromkeys(m for s in shards for m in s.get("files", {}))
+        or manifest.get("modalities", [])
+    )
+    names = []
+    for s in shards:
+        if "file" in s:  # older layout: one file holds every modality
+            names.append(s["file"])
+        elif modality is None and len(s["files"]) == 1:
+            names.append(next(iter(s["files"].values())))
+        elif modality is None:
+            raise ValueError(
+                f"{records_dir} stores {stored} in separate files: pass the modality to read "
+                "(shard_files(..., modality=...))"
+            )
+        elif modality not in s["files"]:
+            raise ValueError(
+                f"{records_dir} stores {stored}, not '{modality}'; convert with --modalities "
+                "including it"
+            )
+        else:
+            names.append(s["files"][modality])
+    files = [os.path.join(records_dir, name) for name in names]
     absent = [f for f in files if not os.path.isfile(f)]
     if absent or not sets[subset].get("complete", True):
         raise ValueError(

@@ -4,8 +4,10 @@ One custom training loop serves every strategy (one device, mirrored, multi-work
 Model Garden's trainers work; Keras 3's `Model.fit` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585, see DESIGN.md):
 
-    strategy.distribute_datasets_from_function(make_dataset)  -> per-replica batches
-    strategy.run(step): GradientTape, tf.nn.compute_average_loss(global batch), then
+    strategy.distribute_datasets_from_function(make_dataset)  -> per-replica uint8 batches
+    strategy.run(step): models.preprocess_input on the replica's device (the host ships uint8,
+        4x fewer bytes than float32), GradientTape, tf.nn.compute_average_loss(global batch),
+        then
         all-reduce the gradients (SUM)          -> the gradient of the global batch's mean loss
         clip by global norm (--clip_norm)        (TSN/Caffe clip before weight decay)
         + weight_decay * decay_mult * w          (L2 on the 'weights' groups only)
@@ -65,7 +67,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from tsn_keras import augment, input_pipeline, records
-from tsn_keras.models import BACKBONES, TSNConfig, build_tsn, param_groups
+from tsn_keras.models import BACKBONES, TSNConfig, build_tsn, param_groups, preprocess_input
 
 MODALITIES = augment.MODALITIES
 STRATEGIES = ("mirrored", "multi_worker", "one_device")
@@ -530,7 +532,6 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
             input_size=config.input_size,
             seed=data_seed,
             input_context=ctx,
-            backbone=config.backbone,
             more_fix_crop=config.more_fix_crop,
             random_flip=config.random_flip,
             shuffle_buffer=config.shuffle_buffer,
@@ -552,7 +553,6 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
                 training=False,
                 input_size=config.input_size,
                 input_context=ctx,
-                backbone=config.backbone,
                 pad_to_batches=val_steps * local_replicas,
             )
 
@@ -576,9 +576,12 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
             ]
         )
 
+    def network_input(views):  # uint8 views -> normalised input, on the replica's device
+        return preprocess_input(views, backbone=config.backbone, modality=config.modality)
+
     def train_replica_step(clips, labels):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(clips, training=True), tf.float32)
+            logits = tf.cast(model(network_input(clips), training=True), tf.float32)
             per_example = keras.losses.sparse_categorical_crossentropy(
                 labels, logits, from_logits=True
             )
@@ -603,7 +606,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
     def eval_replica_step(clips, labels):
         weights = tf.cast(labels >= 0, tf.float32)  # padding clips carry PAD_LABEL = -1
         labels = tf.maximum(labels, 0)
-        logits = tf.cast(model(clips, training=False), tf.float32)
+        logits = tf.cast(model(network_input(clips), training=False), tf.float32)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         return _sums(logits, labels, weights, per_example)
 
@@ -724,8 +727,6 @@ def _write_run_summaries(config: TrainConfig, writer, step: int) -> None:
         training=True,
         input_size=config.input_size,
         seed=config.seed,
-        backbone=config.backbone,
-        preprocess=False,
         shuffle_buffer=4,
     )
     clips, _ = next(iter(ds))
