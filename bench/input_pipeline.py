@@ -11,6 +11,8 @@ only the sampled JPEGs cropped to the drawn window, flip, resize, batching uint8
 prints one row per modality:
 
   clips/s            clips delivered per second after a warm-up (all CPU cores tf.data gets)
+  CPU ms/clip        process CPU time per clip (all threads): cores needed = rate x this;
+                     steadier than clips/s on a VM whose hypervisor steals CPU time
   bytes read/clip    record bytes read per clip (whole examples of that modality: N snippets)
   JPEG bytes/clip    bytes of the JPEGs actually decoded per clip (K snippets only)
   batch MB/s         uint8 batch bytes delivered per second (what goes to the accelerator)
@@ -214,10 +216,11 @@ def bench(records_dir: str, modality: str) -> dict:
     it = iter(ds)
     for _ in range(5):  # warm-up: autotune, file open, first decode
         next(it)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(FLAGS.batches):
         clips, _ = next(it)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start  # all threads of this process
     del it  # stop the pipeline's threads before the next measurement
     clips_per_s = FLAGS.batches * FLAGS.batch_size / elapsed
     files = records.shard_files(records_dir, "train", modality)
@@ -228,6 +231,7 @@ def bench(records_dir: str, modality: str) -> dict:
     return {
         "modality": modality,
         "clips_per_s": clips_per_s,
+        "cpu_ms": 1000 * cpu / (FLAGS.batches * FLAGS.batch_size),
         "shape": tuple(clips.shape),
         "bytes_read": bytes_per_clip,
         "jpeg_bytes": _jpeg_bytes_per_clip(records_dir, modality, FLAGS.num_segments),
@@ -308,13 +312,13 @@ def main(argv):
         f"{FLAGS.input_size}px, training augmentation, {os.cpu_count()} CPU cores"
     )
     print(
-        f"{'modality':<9} {'clips/s':>9} {'ms/clip':>8} {'bytes read/clip':>16} "
+        f"{'modality':<9} {'clips/s':>9} {'CPU ms/clip':>12} {'bytes read/clip':>16} "
         f"{'JPEG bytes/clip':>16} {'batch MB/s':>11}  batch shape, dtype"
     )
     for r in rows:
         clip_bytes = int(np.prod(r["shape"][1:]))  # uint8
         print(
-            f"{r['modality']:<9} {r['clips_per_s']:>9.1f} {1000 / r['clips_per_s']:>8.2f} "
+            f"{r['modality']:<9} {r['clips_per_s']:>9.1f} {r['cpu_ms']:>12.2f} "
             f"{r['bytes_read']:>16,.0f} {r['jpeg_bytes']:>16,.0f} "
             f"{r['clips_per_s'] * clip_bytes / 1e6:>11.1f}  {r['shape']}, uint8"
         )

@@ -241,8 +241,8 @@ def bench_input_pipeline(runner: Runner, plan: Plan) -> None:
     for r in rows:
         st = r["stages"]
         notes = (
-            f"batch {plan.pipeline_batch_size} x {plan.pipeline_batches}; 1-thread ms/clip: "
-            f"decode {st['decode']:.1f}, views {st['views']:.1f}"
+            f"batch {plan.pipeline_batch_size} x {plan.pipeline_batches}; CPU {r['cpu_ms']:.1f} "
+            f"ms/clip; 1-thread decode {st['decode']:.1f}, views {st['views']:.1f}"
         )
         name = f"{r['modality']} K=3 224 training"
         runner.add("input pipeline", name, f"{r['clips_per_s']:.0f} clips/s", "", notes, load)

@@ -96,16 +96,23 @@ def _resize(clip: tf.Tensor, size) -> tf.Tensor:
     return tf.image.resize(clip, size, method="bilinear")
 
 
-def to_uint8(views: tf.Tensor) -> tf.Tensor:
-    """Round 0-255 float views to uint8, the dtype every view function returns.
+def to_uint8(views: tf.Tensor, in_range: bool = False) -> tf.Tensor:
+    """Round 0-255 float views to uint8 (half up: floor(x + 0.5)), the dtype views travel in.
 
     Views travel as uint8 (4x fewer bytes to batch, prefetch and copy to the accelerator than
     float32); `models.preprocess_input` turns them into network input on the device. Rounding
     moves a value by at most half a grey level, far below JPEG's own error.
+
+    Args:
+      views: float views on the 0-255 scale (values outside are saturated).
+      in_range: the caller knows every value is in [0, 255] (a bilinear resize of uint8
+        pixels: its weights are convex), so the clipping pass is skipped; same result.
     """
     if views.dtype == tf.uint8:
         return views
-    return tf.saturate_cast(tf.round(views), tf.uint8)
+    if in_range:
+        return tf.cast(views + 0.5, tf.uint8)
+    return tf.saturate_cast(views + 0.5, tf.uint8)
 
 
 def multi_scale_box(
@@ -255,7 +262,8 @@ def train_augment_window(
     # half-pixel centres is mirror-symmetric) and touches 4x fewer bytes while still uint8.
     if flip:
         window = random_flip(window, modality, flip_seed)
-    return to_uint8(_resize(window, [input_size, input_size]))
+    resized = _resize(window, [input_size, input_size])
+    return to_uint8(resized, in_range=window.dtype == tf.uint8)
 
 
 def train_augment(
@@ -318,7 +326,7 @@ def center_crop(clip: tf.Tensor, input_size: int, scale_size: int | None = None)
             f"scale_size must be >= input_size. Received: scale_size={scale_size}, "
             f"input_size={input_size}"
         )
-    clip = to_uint8(resize_short_side(clip, scale_size))
+    clip = to_uint8(resize_short_side(clip, scale_size), in_range=clip.dtype == tf.uint8)
     shape = tf.shape(clip)
     y = tf.cast(tf.round(tf.cast(shape[1] - input_size, tf.float32) / 2.0), tf.int32)
     x = tf.cast(tf.round(tf.cast(shape[2] - input_size, tf.float32) / 2.0), tf.int32)
@@ -347,7 +355,7 @@ def crop_views(
     if num_crops == 1:
         return center_crop(clip, input_size, scale_size)[None]
     scale_size = default_scale_size(input_size) if scale_size is None else scale_size
-    clip = to_uint8(resize_short_side(clip, scale_size))
+    clip = to_uint8(resize_short_side(clip, scale_size), in_range=clip.dtype == tf.uint8)
     shape = tf.shape(clip)
     h, w = shape[1], shape[2]
     if num_crops == 3:
