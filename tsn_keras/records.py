@@ -402,14 +402,14 @@ def decode_snippets(
         )
 
     num = snippet_idx.shape[0]  # static K, or None
-    frames_static = None if snippet_length is None else snippet_length
+    static = num is not None and snippet_length is not None  # count of JPEGs known
     if modality == "rgb":
         images = decode_all(tf.gather(parsed["rgb"], snippet_idx), 3, num)  # [K, H, W, 3]
         return tf.ensure_shape(tf.reshape(images, [k, height, width, 3]), [None, None, None, 3])
     if modality == "rgbdiff":
         jpegs = tf.gather(parsed["rgbdiff"], snippet_idx)  # [K, L+1]
         frames = tf.shape(jpegs)[1]
-        count = None if num is None or frames_static is None else num * (frames_static + 1)
+        count = num * (snippet_length + 1) if static else None
         images = decode_all(tf.reshape(jpegs, [-1]), 3, count)  # [K*(L+1), H, W, 3]
         images = tf.reshape(images, [k, frames, height, width, 3])  # [K, L+1, H, W, 3]
         images = tf.transpose(images, [0, 2, 3, 1, 4])  # [K, H, W, L+1, 3]
@@ -420,7 +420,7 @@ def decode_snippets(
     y = tf.gather(parsed[f"{modality}_y"], snippet_idx)  # [K, L]
     fields = tf.shape(x)[1]
     jpegs = tf.reshape(tf.stack([x, y], axis=2), [-1])  # [K*L*2]: x1, y1, x2, y2, ...
-    count = None if num is None or frames_static is None else num * 2 * frames_static
+    count = num * 2 * snippet_length if static else None
     images = decode_all(jpegs, 1, count)  # [K*2L, H, W, 1]
     images = tf.reshape(images, [k, 2 * fields, height, width])  # [K, 2L, H, W]
     images = tf.transpose(images, [0, 2, 3, 1])  # [K, H, W, 2L]
