@@ -17,9 +17,10 @@ prints one row per modality:
   JPEG bytes/clip    bytes of the JPEGs actually decoded per clip (K snippets only)
   batch MB/s         uint8 batch bytes delivered per second (what goes to the accelerator)
 
-a second table: single-thread milliseconds per clip of each stage, to see which one bounds the
-throughput; and, with --train_step, the training step of --backbone fed by the pipeline
-against the same step fed from memory (is the pipeline ever the step's bottleneck?).
+a second table: CPU milliseconds per clip of each stage, each run alone as a tf.data map, to
+see which one bounds the throughput; and, with --train_step, the training step of --backbone
+fed by the pipeline against the same step fed from memory (is the pipeline ever the step's
+bottleneck?).
 
 Issue #5's targets on a 2-core machine: >= 500 rgb and >= 100 flow clips/s.
 """
@@ -166,40 +167,52 @@ def _jpeg_bytes_per_clip(records_dir: str, modality: str, k: int) -> float:
     return total / count
 
 
-def _stage_ms(records_dir: str, modality: str, n: int = 48) -> dict:
-    """Single-thread milliseconds per clip of each stage (where the pipeline spends its time)."""
+def _cpu_ms_per_element(ds: tf.data.Dataset, n: int) -> float:
+    """Process CPU milliseconds per element of `ds` (batched by 32, after a warm-up)."""
+    it = iter(ds.batch(32).prefetch(2))
+    next(it)
+    start = time.process_time()
+    for _ in range(n // 32):
+        next(it)
+    return 1000 * (time.process_time() - start) / (n // 32 * 32)
+
+
+def _stage_ms(records_dir: str, modality: str, n: int = 640) -> dict:
+    """CPU milliseconds per clip of each stage, each run as a parallel tf.data map.
+
+    read: TFRecordDataset of the modality's shards; then, on examples held in memory, each
+    stage is the CPU added over the previous one: parse (parse_example), decode (the K sampled
+    JPEGs cropped to the window), views (flip, resize, round to uint8).
+    """
     files = records.shard_files(records_dir, "train", modality)
     k, size = FLAGS.num_segments, FLAGS.input_size
     length = int(records.read_manifest(records_dir).get("snippet_length", 5))
     idx = tf.constant([2, 10, 20][:k] + [0] * max(k - 3, 0), tf.int32)
     seed = tf.constant([1, 2], tf.int64)
 
-    def box(parsed):
-        return augment.train_crop_box(parsed["height"], parsed["width"], modality, size, seed)
+    def parse(s):
+        return records.parse_example(s, [modality])["num_snippets"]
 
-    parse = tf.function(lambda s: records.parse_example(s, [modality]))
-    decode = tf.function(
-        lambda s: (lambda p: records.decode_snippets(p, modality, idx, length, box(p)))(
-            records.parse_example(s, [modality])
-        )
-    )
-    views = tf.function(lambda w: augment.train_augment_window(w, modality, size, seed))
+    def decode(s):
+        p = records.parse_example(s, [modality])
+        box = augment.train_crop_box(p["height"], p["width"], modality, size, seed)
+        return records.decode_snippets(p, modality, idx, length, box)
 
-    def timed(fn, items):
-        fn(items[0])
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        return 1000 * (time.perf_counter() - start) / len(items)
+    def views(s):
+        return augment.train_augment_window(decode(s), modality, size, seed)
 
-    start = time.perf_counter()
-    examples = list(tf.data.TFRecordDataset(files).take(n))
-    read = 1000 * (time.perf_counter() - start) / len(examples)
-    parse_ms = timed(parse, examples)
-    decode_ms = timed(decode, examples) - parse_ms
-    window = decode(examples[0])
-    views_ms = timed(views, [window] * 16)
-    return {"read": read, "parse": parse_ms, "decode": decode_ms, "views": views_ms}
+    reading = tf.data.TFRecordDataset(files).map(tf.strings.length).repeat()
+    examples = tf.data.TFRecordDataset(files).take(64).cache().repeat()
+    cumulative = [
+        _cpu_ms_per_element(examples.map(fn, num_parallel_calls=tf.data.AUTOTUNE), n)
+        for fn in (parse, decode, views)
+    ]
+    return {
+        "read": _cpu_ms_per_element(reading, n),
+        "parse": cumulative[0],
+        "decode": cumulative[1] - cumulative[0],
+        "views": cumulative[2] - cumulative[1],
+    }
 
 
 def bench(records_dir: str, modality: str) -> dict:
@@ -323,8 +336,8 @@ def main(argv):
             f"{r['clips_per_s'] * clip_bytes / 1e6:>11.1f}  {r['shape']}, uint8"
         )
     print(
-        "\nsingle-thread ms per clip by stage: read (+CRC), parse, decode the K sampled "
-        "snippets cropped to the window, views (flip, resize, round to uint8)"
+        "\nCPU ms per clip by stage, each alone in a tf.data map: read (+CRC), parse, decode "
+        "the K sampled snippets cropped to the window, views (flip, resize, round to uint8)"
     )
     print(f"{'modality':<9} {'read':>7} {'parse':>7} {'decode':>7} {'views':>7} {'sum':>7}")
     for r in rows:

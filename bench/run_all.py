@@ -242,7 +242,7 @@ def bench_input_pipeline(runner: Runner, plan: Plan) -> None:
         st = r["stages"]
         notes = (
             f"batch {plan.pipeline_batch_size} x {plan.pipeline_batches}; CPU {r['cpu_ms']:.1f} "
-            f"ms/clip; 1-thread decode {st['decode']:.1f}, views {st['views']:.1f}"
+            f"ms/clip; stages decode {st['decode']:.1f}, views {st['views']:.1f}"
         )
         name = f"{r['modality']} K=3 224 training"
         runner.add("input pipeline", name, f"{r['clips_per_s']:.0f} clips/s", "", notes, load)
