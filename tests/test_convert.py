@@ -191,12 +191,18 @@ def test_broken_videos_are_skipped_and_listed(tmp_path):
     assert manifest["warped_flow_fallbacks"] > 0  # 32x24 frames: ORB finds too little
 
 
-def test_resume_redoes_only_unfinished_shards(tmp_path):
-    paths = _dataset(tmp_path / "videos", good=4, broken=False)
+def _rgb_flow_run(tmp_path, good: int, shards: int):
+    """Converts `good` videos to rgb + flow in `shards` shards: (jobs, out, config, report)."""
+    paths = _dataset(tmp_path / "videos", good=good, broken=False)
     jobs = {"train": _jobs(tmp_path / "videos", paths)}
     out = tmp_path / "out"
     config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
-    first = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    report = convert.convert(jobs, str(out), config, ["A", "B"], shards, 1, progress=False)
+    return jobs, out, config, report
+
+
+def test_resume_redoes_only_unfinished_shards(tmp_path):
+    jobs, out, config, first = _rgb_flow_run(tmp_path, good=4, shards=3)
     assert first.skipped_shards == []
     before = _shard_bytes(out)
     # an interrupted run: shard 1 never renamed, a stale temp file left behind
@@ -227,11 +233,7 @@ def _records(path):
 
 def test_each_modality_has_its_own_files(tmp_path):
     """One example per video and modality: full context, that modality's feature lists only."""
-    paths = _dataset(tmp_path / "videos", good=3, broken=False)
-    jobs = _jobs(tmp_path / "videos", paths)
-    out = tmp_path / "out"
-    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
-    report = convert.convert({"train": jobs}, str(out), config, ["A", "B"], 2, 1, progress=False)
+    jobs, out, config, report = _rgb_flow_run(tmp_path, good=3, shards=2)
     assert sorted(_shard_bytes(out)) == [
         f"train-{m}-{i:05d}-of-00002.tfrecord" for m in ("flow", "rgb") for i in range(2)
     ]
@@ -239,7 +241,7 @@ def test_each_modality_has_its_own_files(tmp_path):
     assert [s["files"] for s in shards] == [
         {m: f"train-{m}-{i:05d}-of-00002.tfrecord" for m in ("rgb", "flow")} for i in range(2)
     ]
-    by_id = {j.video_id: j for j in jobs}
+    by_id = {j.video_id: j for j in jobs["train"]}
     seen = []
     for shard in shards:
         rgb = _records(out / shard["files"]["rgb"])
@@ -273,11 +275,7 @@ def test_each_modality_has_its_own_files(tmp_path):
 
 
 def test_resume_redoes_a_shard_missing_one_modality_file(tmp_path):
-    paths = _dataset(tmp_path / "videos", good=4, broken=False)
-    jobs = {"train": _jobs(tmp_path / "videos", paths)}
-    out = tmp_path / "out"
-    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
-    first = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    jobs, out, config, first = _rgb_flow_run(tmp_path, good=4, shards=3)
     before = _shard_bytes(out)
     os.remove(out / "train-rgb-00002-of-00003.tfrecord")  # its flow file and sidecar remain
     with pytest.raises(ValueError, match="incomplete"):
@@ -294,11 +292,7 @@ def test_resume_redoes_a_shard_missing_one_modality_file(tmp_path):
 
 def test_a_shard_of_the_older_layout_is_redone_per_modality(tmp_path):
     """A shard whose sidecar names one combined file (older layout) is converted again."""
-    paths = _dataset(tmp_path / "videos", good=2, broken=False)
-    jobs = {"train": _jobs(tmp_path / "videos", paths)}
-    out = tmp_path / "out"
-    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
-    convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, progress=False)
+    jobs, out, config, _ = _rgb_flow_run(tmp_path, good=2, shards=2)
     before = _shard_bytes(out)
     side_path = out / convert.PROGRESS_DIR / "train-00000-of-00002.tfrecord.json"
     side = json.loads(side_path.read_text())

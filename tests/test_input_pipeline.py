@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsn_keras import augment, input_pipeline, records
+from tsn_keras import augment, input_pipeline, records, sampling
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 
@@ -268,6 +268,35 @@ def test_pipeline_training_views_equal_train_augment_of_the_whole_clip(records_d
         plain = np.floor(tf.image.resize(tf.cast(window, tf.float32), [32, 32]).numpy() + 0.5)
         flips.add(bool(np.array_equal(expected, plain.astype(np.uint8))))
     assert flips == {True, False}  # some clips flipped, some not
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow"])
+def test_make_dataset_training_views_are_preprocess_clip_of_the_sampled_snippets(
+    tmp_path, modality
+):
+    """make_dataset itself (not a copy of its steps): one video, so element i is that video with
+    the seeds of position i; each view is preprocess_clip(training=True) of its K snippets."""
+    one = write_records(str(tmp_path / "one"), num_train=1, num_test=1, shards=1)
+    serialized = next(
+        iter(tf.data.TFRecordDataset(input_pipeline.record_files(one, "train", modality)))
+    )
+    parsed = records.parse_example(serialized, [modality])
+    ds = input_pipeline.make_dataset(one, "train", modality, 3, 1, True, 32, seed=11)
+    for i, (views, label) in enumerate(ds.take(6)):
+        sample_seed, augment_seed = input_pipeline.example_seeds(
+            tf.constant([11, 0], tf.int64), tf.constant(i, tf.int64)
+        )
+        idx = sampling.sample_snippet_indices(parsed["num_snippets"], 3, "train", sample_seed)
+        clip = records.decode_snippets(parsed, modality, idx, 2)
+        expected = input_pipeline.preprocess_clip(clip, modality, 32, True, augment_seed)
+        np.testing.assert_array_equal(views[0], expected)
+        assert int(label[0]) == int(parsed["label"])
+
+
+def test_decode_snippets_names_a_wrong_snippet_length(records_dir):
+    _, parsed = _parsed(records_dir, "flow")  # stored L = 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="snippet length"):
+        records.decode_snippets(parsed, "flow", tf.constant([0, 1, 2]), 3)
 
 
 def test_unstored_modality_and_bad_path_fail_clearly(records_dir, tmp_path):

@@ -151,20 +151,6 @@ def crop_box(clip: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
     return clip[:, box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
 
 
-def multi_scale_window(
-    clip: tf.Tensor,
-    input_size: int,
-    seed: tf.Tensor,
-    scales: Sequence[float] = RGB_SCALES,
-    max_distort: int = 1,
-    more_fix_crop: bool = True,
-) -> tf.Tensor:
-    """The window of `multi_scale_crop`, before resizing: [K, crop_h, crop_w, C], input dtype."""
-    shape = tf.shape(clip)
-    box = multi_scale_box(shape[1], shape[2], input_size, seed, scales, max_distort, more_fix_crop)
-    return crop_box(clip, box)
-
-
 def multi_scale_crop(
     clip: tf.Tensor,
     input_size: int,
@@ -188,10 +174,12 @@ def multi_scale_crop(
       more_fix_crop: 13 positions (TSN default) instead of 5.
 
     Returns:
-      float32 [K, input_size, input_size, C].
+      float32 [K, input_size, input_size, C] (unrounded: the geometry primitive; the view
+      functions below return uint8).
     """
-    window = multi_scale_window(clip, input_size, seed, scales, max_distort, more_fix_crop)
-    return _resize(window, [input_size, input_size])
+    shape = tf.shape(clip)
+    box = multi_scale_box(shape[1], shape[2], input_size, seed, scales, max_distort, more_fix_crop)
+    return _resize(crop_box(clip, box), [input_size, input_size])
 
 
 def horizontal_flip(clip: tf.Tensor, modality: str) -> tf.Tensor:

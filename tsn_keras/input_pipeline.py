@@ -86,6 +86,15 @@ def preprocess_batch(
     return tf.reshape(views, out_shape)  # [B, K, S, S, C]
 
 
+def example_seeds(base_seed: tf.Tensor, index) -> list[tf.Tensor]:
+    """(sampling seed, augmentation seed) of the example at `index` of a pipeline's stream.
+
+    base_seed is [pipeline seed, input pipeline id] (int64 [2]); see the module docstring.
+    """
+    example_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+    return tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
+
+
 def record_files(records_path: str, subset: str, modality: str | None = None) -> list[str]:
     """Shard files of a subset (and modality): from a records folder's manifest, or a glob.
 
@@ -235,10 +244,7 @@ def make_dataset(
     ds = ds.enumerate()  # the position gives each example its own seed
 
     def load(index, serialized):
-        example_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        sample_seed, augment_seed = tf.unstack(
-            tf.random.experimental.stateless_split(example_seed, 2)
-        )
+        sample_seed, augment_seed = example_seeds(base_seed, index)
         parsed = records.parse_example(serialized, [modality])
         idx = sampling.sample_snippet_indices(
             parsed["num_snippets"], num_segments, sampling_mode, seed=sample_seed

@@ -393,7 +393,8 @@ def decode_snippets(
 
     def decode_all(jpegs, channels, count):  # [M] -> [M, H, W, channels]
         if count is not None and count <= _UNROLL_DECODES:
-            # One decode op per JPEG: about half the cost of map_fn's loop per clip.
+            # One decode op per JPEG, no while loop: ~0.3 ms less CPU per RGB clip (K=3) than
+            # map_fn in the training pipeline on this machine.
             return tf.stack([decode(jpegs[i], channels) for i in range(count)])
         return tf.map_fn(
             lambda s: decode(s, channels),
@@ -403,12 +404,27 @@ def decode_snippets(
 
     num = snippet_idx.shape[0]  # static K, or None
     static = num is not None and snippet_length is not None  # count of JPEGs known
+
+    def check_length(stored):  # the static count trusts snippet_length: say so if it is wrong
+        if snippet_length is None:
+            return []
+        return [
+            tf.debugging.assert_equal(
+                stored,
+                snippet_length,
+                message=f"decode_snippets: the example stores another snippet length than "
+                f"snippet_length={snippet_length} (the records' manifest)",
+            )
+        ]
+
     if modality == "rgb":
         images = decode_all(tf.gather(parsed["rgb"], snippet_idx), 3, num)  # [K, H, W, 3]
         return tf.ensure_shape(tf.reshape(images, [k, height, width, 3]), [None, None, None, 3])
     if modality == "rgbdiff":
         jpegs = tf.gather(parsed["rgbdiff"], snippet_idx)  # [K, L+1]
         frames = tf.shape(jpegs)[1]
+        with tf.control_dependencies(check_length(frames - 1)):
+            jpegs = tf.identity(jpegs)
         count = num * (snippet_length + 1) if static else None
         images = decode_all(tf.reshape(jpegs, [-1]), 3, count)  # [K*(L+1), H, W, 3]
         images = tf.reshape(images, [k, frames, height, width, 3])  # [K, L+1, H, W, 3]
@@ -419,7 +435,8 @@ def decode_snippets(
     x = tf.gather(parsed[f"{modality}_x"], snippet_idx)  # [K, L]
     y = tf.gather(parsed[f"{modality}_y"], snippet_idx)  # [K, L]
     fields = tf.shape(x)[1]
-    jpegs = tf.reshape(tf.stack([x, y], axis=2), [-1])  # [K*L*2]: x1, y1, x2, y2, ...
+    with tf.control_dependencies(check_length(fields)):
+        jpegs = tf.reshape(tf.stack([x, y], axis=2), [-1])  # [K*L*2]: x1, y1, x2, y2, ...
     count = num * 2 * snippet_length if static else None
     images = decode_all(jpegs, 1, count)  # [K*2L, H, W, 1]
     images = tf.reshape(images, [k, 2 * fields, height, width])  # [K, 2L, H, W]
