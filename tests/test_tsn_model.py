@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsn_keras.models import TSNConfig, build_tsn, input_channels, param_groups
-from tsn_keras.models.backbones import TinyBackbone, batch_norm_layers, build_backbone
+from tsn_keras.models import TSNConfig, build_tsn, param_groups
+from tsn_keras.models.backbones import TinyBackbone, build_backbone
+from tsn_keras.models.transfer import batch_norm_layers
 from tsn_keras.models.tsn import backbone_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,13 +48,6 @@ def test_classifier_init_and_dropout_defaults():
     assert flow.input_shape == (None, None, 32, 32, 10)
     none = build_tsn(TSNConfig(dropout=0.0, **TINY))
     assert "dropout" not in [lay.name for lay in none.layers]
-
-
-def test_input_channels():
-    assert [input_channels(m) for m in ("rgb", "flow", "warped_flow", "rgbdiff")] == [3, 10, 10, 15]
-    assert input_channels("flow", 3) == 6
-    with pytest.raises(ValueError, match="Received: modality='depth'"):
-        input_channels("depth")
 
 
 @pytest.mark.parametrize(
@@ -137,7 +131,7 @@ def test_partial_bn_under_mirrored_strategy():
         tf.config.set_logical_device_configuration(cpu, logical)
         import keras
         from tsn_keras.models import TSNConfig, build_tsn
-        from tsn_keras.models.backbones import batch_norm_layers
+        from tsn_keras.models.transfer import batch_norm_layers
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
         with strategy.scope():

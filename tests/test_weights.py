@@ -15,7 +15,7 @@ from tsn_keras.models import (
     param_groups,
 )
 from tsn_keras.models import preprocess_input as tsn_preprocess
-from tsn_keras.models.backbones import batch_norm_layers
+from tsn_keras.models.transfer import batch_norm_layers
 from tsn_keras.models.weights import ConversionError, convert_state_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -21,22 +21,16 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-FLOW_MODALITIES = ("flow", "warped_flow")
-MODALITIES = ("rgb", "rgbdiff", "flow", "warped_flow")
+from tsn_keras import modalities
+
 RGB_SCALES = (1.0, 0.875, 0.75, 0.66)
 FLOW_SCALES = (1.0, 0.875, 0.75)  # TSN drops .66 for flow (main.py: `scales=[1, .875, .75]`)
 NUM_TEST_CROPS = (1, 3, 10)
 
 
-def _check_modality(modality: str) -> None:
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}. Received: modality={modality!r}")
-
-
 def default_scales(modality: str) -> tuple[float, ...]:
     """TSN's multi-scale crop scales: (1, .875, .75, .66), flow without .66."""
-    _check_modality(modality)
-    return FLOW_SCALES if modality in FLOW_MODALITIES else RGB_SCALES
+    return FLOW_SCALES if modalities.is_flow(modality) else RGB_SCALES
 
 
 def default_scale_size(input_size: int) -> int:
@@ -196,9 +190,9 @@ def horizontal_flip(clip: tf.Tensor, modality: str) -> tf.Tensor:
     Returns:
       the mirrored clip, same dtype and shape.
     """
-    _check_modality(modality)
+    modalities.check(modality)
     flipped = tf.reverse(clip, axis=[2])
-    if modality not in FLOW_MODALITIES:
+    if not modalities.is_flow(modality):
         return flipped
     channels = flipped.shape[-1]
     if channels is None:
@@ -337,7 +331,7 @@ def crop_views(
       10: TSN's oversampling: 4 corners + centre (`fill_fix_offset` order), then the
           horizontal mirrors of those 5 (flow mirrors invert x). Scores are averaged over crops.
     """
-    _check_modality(modality)
+    modalities.check(modality)
     if num_crops not in NUM_TEST_CROPS:
         raise ValueError(f"num_crops must be one of {NUM_TEST_CROPS}. Received: {num_crops}")
     if num_crops == 1:

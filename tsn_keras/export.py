@@ -37,8 +37,8 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from tsn_keras import input_pipeline, records, sampling
-from tsn_keras.models import TSNConfig, build_tsn, input_channels, preprocess_input
+from tsn_keras import input_pipeline, modalities, records, sampling
+from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
 CLASSES_ASSET = "classes.txt"
 META_ASSET = "tsn_export.json"
@@ -65,9 +65,7 @@ class TSNServing(tf.Module):
         self.meta_file = tf.saved_model.Asset(meta_file)
         self._config = tsn_config
         self._example_snippets = example_snippets
-        raw_channels = input_channels(tsn_config.modality, tsn_config.snippet_length)
-        if tsn_config.modality == "rgbdiff":
-            raw_channels = 3 * (tsn_config.snippet_length + 1)  # L+1 RGB frames
+        raw_channels = modalities.stored_channels(tsn_config.modality, tsn_config.snippet_length)
         self._raw_channels = raw_channels
         self.serve = tf.function(
             self._serve,

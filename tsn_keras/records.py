@@ -50,7 +50,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MODALITIES = ("rgb", "flow", "rgbdiff", "warped_flow")
+from tsn_keras.modalities import MODALITIES
+
 MANIFEST_NAME = "manifest.json"
 _UNROLL_DECODES = 64  # decode_snippets: up to this many JPEGs as separate ops, not a loop
 

@@ -12,7 +12,6 @@ from tsn_keras.models.tsn import (
     ParamGroup,
     TSNConfig,
     build_tsn,
-    input_channels,
     load_classifier_weights,
     param_groups,
 )
@@ -25,7 +24,6 @@ __all__ = [
     "TSNConfig",
     "build_backbone",
     "build_tsn",
-    "input_channels",
     "load_classifier_weights",
     "param_groups",
     "preprocess_input",

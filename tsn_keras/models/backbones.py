@@ -22,16 +22,16 @@ Other modalities follow one rule per backbone:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import keras
-import numpy as np
 from keras import layers, ops
 
-from tsn_keras.models import bn_inception
+from tsn_keras import modalities
+from tsn_keras.models import bn_inception, transfer
 
 BACKBONES = ("bn_inception", "resnet50", "inception_v3", "mobilenet_v2", "tiny")
-MODALITIES = bn_inception.MODALITIES
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 _KERAS_APPLICATIONS = {
     "resnet50": "ResNet50",
@@ -80,14 +80,12 @@ def preprocess_input(x, backbone: str = "bn_inception", modality: str = "rgb"):
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}. Received: backbone={backbone!r}")
     if backbone == "bn_inception":
-        return bn_inception.preprocess_input(x, modality)
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}. Received: modality={modality!r}")
+        return bn_inception.preprocess_bn_inception(x, modality)
     rgb_fn, flow_fn = _PREPROCESS[backbone]
     x = ops.cast(x, "float32")
-    if modality == "rgb":
+    if modalities.check(modality) == "rgb":
         return rgb_fn(x)
-    if modality in ("flow", "warped_flow"):
+    if modalities.is_flow(modality):
         return flow_fn(x)
     return bn_inception.rgb_frame_differences(x, rgb_fn)
 
@@ -117,7 +115,7 @@ def TinyBackbone(
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     model = keras.Model(inputs, x, name=name)
     if weights is not None:
-        _load_weights_or_cross_modality(
+        transfer.load_weights(
             model, weights, lambda: TinyBackbone(tuple(input_shape[:2]) + (3,), weights, name)
         )
     return model
@@ -155,7 +153,7 @@ def build_backbone(
         )
     if name == "tiny":
         return TinyBackbone(input_shape, weights=weights)
-    if weights is not None and weights != "imagenet" and not _is_file(weights):
+    if weights is not None and weights != "imagenet" and not os.path.isfile(weights):
         raise FileNotFoundError(
             f"Backbone weights file {weights!r} does not exist; pass a .weights.h5 path of a "
             f"keras.applications {_KERAS_APPLICATIONS[name]}, 'imagenet', or no weights."
@@ -165,100 +163,5 @@ def build_backbone(
         return app(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
     model = app(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
     rgb = app(include_top=False, weights=weights, input_shape=input_shape[:2] + (3,), pooling="avg")
-    cross_modality_init(rgb, model)
+    transfer.cross_modality_init(rgb, model)
     return model
-
-
-def _is_file(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)
-
-
-def _load_weights_or_cross_modality(
-    model: keras.Model, path: str, build_rgb: Callable[[], keras.Model]
-) -> None:
-    if not _is_file(path):
-        raise FileNotFoundError(f"Weights file {path!r} does not exist.")
-    channels = model.input_shape[-1]
-    file_channels = bn_inception.weights_file_input_channels(path)
-    if file_channels in (None, channels):
-        model.load_weights(path)
-    elif file_channels == 3:
-        cross_modality_init(build_rgb(), model)
-    else:
-        raise ValueError(
-            f"{path} holds a first conv for {file_channels} input channels; the model takes "
-            f"{channels}. Only a 3-channel (RGB) file can initialise another modality."
-        )
-
-
-def _leaf_layers(model: keras.Model):
-    """The model's layers in topological order, nested models expanded."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
-
-
-def first_conv_layer(model: keras.Model) -> layers.Layer:
-    """The first convolution of a backbone (or of a TSN model's backbone)."""
-    for layer in _leaf_layers(model):
-        if isinstance(layer, layers.Conv2D):
-            return layer
-    raise ValueError(f"Model {model.name!r} has no Conv2D layer.")
-
-
-def batch_norm_layers(model: keras.Model) -> list[layers.BatchNormalization]:
-    """All BatchNormalization layers of a model in topological order, nested models expanded."""
-    return [lay for lay in _leaf_layers(model) if isinstance(lay, layers.BatchNormalization)]
-
-
-def cross_modality_kernel(rgb_kernel: np.ndarray, channels: int) -> np.ndarray:
-    """TSN cross-modality init: average an RGB conv kernel over its input channels, replicate.
-
-    Args:
-        rgb_kernel: [kh, kw, 3, O] (Keras layout).
-        channels: Target input channels (10 flow, 15 rgbdiff).
-
-    Returns:
-        [kh, kw, channels, O], every input slice equal to the RGB channel mean.
-    """
-    mean = np.mean(rgb_kernel, axis=2, keepdims=True)
-    return np.repeat(mean, channels, axis=2).astype(rgb_kernel.dtype)
-
-
-def cross_modality_init(source: keras.Model, target: keras.Model) -> None:
-    """Copies every weight of an RGB network into the same network with other input channels.
-
-    Layers with weights are matched by position (keras.applications names depend on how many
-    models the session built; layers without weights, such as pooling, may differ), each pair is
-    checked for the same class and weight shapes, and the first convolution's kernel gets
-    `cross_modality_kernel` (its bias is copied as is).
-
-    Args:
-        source: The RGB network (3 input channels), weights loaded.
-        target: The same architecture with 2L / 3L input channels.
-    """
-    src = [lay for lay in _leaf_layers(source) if lay.weights]
-    dst = [lay for lay in _leaf_layers(target) if lay.weights]
-    if len(src) != len(dst):
-        raise ValueError(
-            f"cross_modality_init needs the same architecture: {source.name!r} has {len(src)} "
-            f"layers with weights, {target.name!r} has {len(dst)}."
-        )
-    first = first_conv_layer(target)
-    for s, d in zip(src, dst, strict=True):
-        if type(s) is not type(d):
-            raise ValueError(f"Layer mismatch: {s.name} ({type(s).__name__}) vs {d.name}.")
-        values = [w.numpy() for w in s.weights]
-        if d is first:
-            values[0] = cross_modality_kernel(values[0], d.weights[0].shape[2])
-        for var, value in zip(d.weights, values, strict=True):
-            if tuple(var.shape) != value.shape:
-                raise ValueError(
-                    f"Weight shape mismatch at layer {d.name}: {var.path} is {tuple(var.shape)}, "
-                    f"source has {value.shape}."
-                )
-            var.assign(value)

@@ -23,7 +23,7 @@ pool2 must be a multiple of 4. 224 (-> 28), 256 (-> 32), 288, 320, ... work; 240
 not, in PyTorch either. `BNInception` checks this for a static input shape.
 
 Pretrained weights expect BGR, 0-255, minus the mean [104, 117, 128] (B, G, R), no std; flow
-expects 0-255 minus 128. `preprocess_input` does exactly this from RGB uint8 input.
+expects 0-255 minus 128. `preprocess_bn_inception` does exactly this from RGB uint8 input.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from collections.abc import Callable
 import keras
 from keras import layers, ops
 
+from tsn_keras import modalities
+from tsn_keras.models import transfer
+
 # Mean of the pretrained BN-Inception, in the network's (BGR) channel order.
 BGR_MEAN = (104.0, 117.0, 128.0)
 FLOW_MEAN = 128.0
-MODALITIES = ("rgb", "flow", "warped_flow", "rgbdiff")
 BN_EPSILON = 1e-5
 # Feature width of the 5b output (input of the classifier).
 FEATURE_DIM = 1024
@@ -208,7 +210,7 @@ def BNInception(
         name: Model name.
 
     Returns:
-        A functional keras.Model taking preprocessed input (see `preprocess_input`).
+        A functional keras.Model taking preprocessed input (see `preprocess_bn_inception`).
     """
     if input_shape is None:
         input_shape = (None, None, input_channels)
@@ -281,42 +283,17 @@ def load_bn_inception_weights(model: keras.Model, path: str) -> None:
             f"BN-Inception weights file {path!r} does not exist. Convert a PyTorch state dict "
             "with `python scripts/convert_weights.py --input X.pth --output X.weights.h5`."
         )
-    channels = model.input_shape[-1]
-    file_channels = weights_file_input_channels(path)
-    if file_channels in (None, channels):
-        model.load_weights(path)
-        return
-    if file_channels != 3:
-        raise ValueError(
-            f"{path} holds a conv1 for {file_channels} input channels; the model takes "
-            f"{channels}. Only a 3-channel (RGB) file can initialise another modality."
-        )
-    from tsn_keras.models.backbones import cross_modality_init
-
-    rgb = BNInception(
-        include_top=False,
-        weights=path,
-        input_shape=model.input_shape[1:3] + (3,),
-        input_channels=3,
-        pooling=None,
+    transfer.load_weights(
+        model,
+        path,
+        lambda: BNInception(
+            include_top=False,
+            weights=path,
+            input_shape=model.input_shape[1:3] + (3,),
+            input_channels=3,
+            pooling=None,
+        ),
     )
-    cross_modality_init(rgb, model)
-
-
-def weights_file_input_channels(path: str) -> int | None:
-    """Input channels of the first convolution stored in a Keras `.weights.h5` file.
-
-    Keras 3 stores the variables of a functional model's layers under `layers/<class_name>`;
-    the first `Conv2D` is `layers/conv2d`. Returns None if the file has no such entry (then the
-    caller loads the file as it is and Keras reports any mismatch).
-    """
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        node = f.get("layers/conv2d/vars/0")
-        if node is None or len(node.shape) != 4:
-            return None
-        return int(node.shape[2])
 
 
 def rgb_frame_differences(x, per_frame: Callable) -> keras.KerasTensor:
@@ -345,7 +322,7 @@ def _bgr_minus_mean(x):
     return ops.flip(x, axis=-1) - ops.convert_to_tensor(BGR_MEAN, dtype=x.dtype)
 
 
-def preprocess_input(x, modality: str = "rgb"):
+def preprocess_bn_inception(x, modality: str = "rgb"):
     """BN-Inception preprocessing from raw 0-255 input (keras.ops only; eager, tf.data, graph).
 
     Args:
@@ -357,11 +334,9 @@ def preprocess_input(x, modality: str = "rgb"):
         float32. rgb: BGR minus [104, 117, 128]. flow: minus 128. rgbdiff: differences of
         consecutive BGR frames (the mean cancels), 3L channels in [-255, 255].
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}. Received: modality={modality!r}")
     x = ops.cast(x, "float32")
     if modality == "rgb":
         return _bgr_minus_mean(x)
-    if modality in ("flow", "warped_flow"):
+    if modalities.is_flow(modality):
         return x - FLOW_MEAN
     return rgb_frame_differences(x, _bgr_minus_mean)

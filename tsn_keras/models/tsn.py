@@ -32,11 +32,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from tsn_keras.models import backbones
+from tsn_keras import modalities
+from tsn_keras.models import backbones, transfer
 from tsn_keras.models.consensus import MODES as CONSENSUS_MODES
 from tsn_keras.models.consensus import Consensus
 
-MODALITIES = ("rgb", "flow", "warped_flow", "rgbdiff")
 CLASSIFIER_NAME = "classifier"
 CONSENSUS_NAME = "consensus"
 
@@ -73,9 +73,10 @@ class TSNConfig:
     def __post_init__(self):
         if self.num_classes < 1:
             raise ValueError(f"TSNConfig.num_classes must be >= 1. Received: {self.num_classes}")
-        if self.modality not in MODALITIES:
+        if self.modality not in modalities.MODALITIES:
             raise ValueError(
-                f"TSNConfig.modality must be one of {MODALITIES}. Received: {self.modality!r}"
+                f"TSNConfig.modality must be one of {modalities.MODALITIES}. "
+                f"Received: {self.modality!r}"
             )
         if self.backbone not in backbones.BACKBONES:
             raise ValueError(
@@ -117,20 +118,9 @@ def _parse_consensus(consensus: str, num_segments: int) -> dict:
     return {"mode": mode}
 
 
-def input_channels(modality: str, snippet_length: int = 5) -> int:
-    """Channels of the preprocessed model input: 3 (rgb), 2L (flow), 3L (rgbdiff)."""
-    if modality == "rgb":
-        return 3
-    if modality in ("flow", "warped_flow"):
-        return 2 * snippet_length
-    if modality == "rgbdiff":
-        return 3 * snippet_length
-    raise ValueError(f"modality must be one of {MODALITIES}. Received: modality={modality!r}")
-
-
 def default_dropout(modality: str) -> float:
     """TSN's dropout before the classifier: 0.7 for flow, 0.8 for rgb and rgbdiff."""
-    return 0.7 if modality in ("flow", "warped_flow") else 0.8
+    return 0.7 if modalities.is_flow(modality) else 0.8
 
 
 @keras.saving.register_keras_serializable(package="tsn_keras")
@@ -166,7 +156,7 @@ def apply_partial_bn(model: keras.Model) -> list[layers.BatchNormalization]:
     Returns:
         The frozen layers (trainable=False: inference mode, gamma/beta not trained).
     """
-    bns = backbones.batch_norm_layers(model)
+    bns = transfer.batch_norm_layers(model)
     for bn in bns[1:]:
         bn.trainable = False
     return bns[1:]
@@ -180,10 +170,10 @@ def build_tsn(config: TSNConfig) -> keras.Model:
 
     Returns:
         keras.Model: float32 [B, K, H, W, C] preprocessed snippets (any K, H = W =
-        config.input_size, C = input_channels(modality, snippet_length)) -> float32 logits
-        [B, num_classes]. Softmax belongs to the loss (from_logits=True) and to the export.
+        config.input_size, C = modalities.network_channels(modality, snippet_length)) -> float32
+        logits [B, num_classes]. Softmax belongs to the loss (from_logits=True) and to the export.
     """
-    channels = input_channels(config.modality, config.snippet_length)
+    channels = modalities.network_channels(config.modality, config.snippet_length)
     size = config.input_size
     snippets = keras.Input(shape=(None, size, size, channels), name="snippets")  # [B, K, H, W, C]
     backbone = backbones.build_backbone(
@@ -277,16 +267,14 @@ def param_groups(model: keras.Model, modality: str) -> list[ParamGroup]:
         list of ParamGroup (name, variables, lr_mult, decay_mult); every trainable variable of
         the model is in exactly one group.
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}. Received: modality={modality!r}")
-    special_first = modality != "rgb"
-    first = backbones.first_conv_layer(model) if special_first else None
+    special_first = modalities.check(modality) != "rgb"
+    first = transfer.first_conv_layer(model) if special_first else None
     norm_types = (layers.BatchNormalization, layers.LayerNormalization, layers.GroupNormalization)
     groups: dict[str, list] = {
         n: [] for n in ("first_conv_weight", "first_conv_bias", "weights", "biases", "bn")
     }
     groups["consensus"] = []
-    for layer in backbones._leaf_layers(model):
+    for layer in transfer.leaf_layers(model):
         bias = getattr(layer, "bias", None)
         for var in layer.trainable_weights:
             if isinstance(layer, norm_types):
