@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tsn_keras import augment, convert, evaluate, predict, records, sampling, splits, synthetic
 from tsn_keras import train as train_lib
+from tsn_keras.config import TrainConfig
 from tsn_keras.models import preprocess_input
 
 SIZE = 48  # network input side
@@ -49,7 +50,7 @@ def trained(tmp_path_factory):
         workers=1, progress=False,
     )  # fmt: skip
     model_dir = str(root / "rgb")
-    config = train_lib.TrainConfig(
+    config = TrainConfig.for_modality(
         records=records_dir, model_dir=model_dir, modality="rgb", backbone="tiny",
         input_size=SIZE, num_segments=2, batch_size=8, epochs=30, lr=0.2,
         lr_schedule="cosine", partial_bn=False, dropout=0.2, weight_decay=1e-4,

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_input_pipeline import CLASSES, write_records
+from helpers import CLASSES, write_records
 
 from tsn_keras import export, input_pipeline, records, sampling
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input

@@ -38,6 +38,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from tsn_keras import input_pipeline, modalities, records, sampling
+from tsn_keras.config import CHECKPOINT_DIR, read_train_config
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
 CLASSES_ASSET = "classes.txt"
@@ -215,8 +216,6 @@ def restore_from_model_dir(model_dir: str) -> tuple[keras.Model, TSNConfig, list
     Raises:
       FileNotFoundError: no train_config.json or no checkpoint in model_dir.
     """
-    from tsn_keras.train import CHECKPOINT_DIR, read_train_config
-
     config, data = read_train_config(model_dir)
     ckpt = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
     if ckpt is None:

@@ -33,7 +33,7 @@ import random
 
 import tensorflow as tf
 
-from tsn_keras import augment, records, sampling
+from tsn_keras import augment, modalities, records, sampling
 
 SUBSETS = ("train", "test")
 PAD_LABEL = -1  # label of the zero clips that pad evaluation batches (weight 0)
@@ -167,6 +167,7 @@ def make_dataset(
     cycle_length: int = 4,
     repeat: bool | None = None,
     pad_to_batches: int | None = None,
+    skip_corrupt_records: bool = False,
 ) -> tf.data.Dataset:
     """Batches of TSN clips from TFRecord shards.
 
@@ -194,12 +195,14 @@ def make_dataset(
       repeat: repeat forever; default = training.
       pad_to_batches: for evaluation under several pipelines: yield exactly this many full
         batches, padding with zero clips labelled PAD_LABEL (-1) (give them weight 0).
+      skip_corrupt_records: a damaged record ends its file's reading (with TF's warning)
+        instead of raising DataLossError; the records after it in that file are not read.
 
     Returns:
       tf.data.Dataset of (views uint8 [B, K, S, S, C], labels int32 [B]); apply
       `models.preprocess_input` on the device.
     """
-    augment._check_modality(modality)
+    modalities.check(modality)
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}. Received: subset={subset!r}")
     if num_segments < 1 or batch_size < 1:
@@ -228,8 +231,14 @@ def make_dataset(
         ds = ds.shard(num_pipelines, pipeline_id)
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    read = tf.data.TFRecordDataset
+    if skip_corrupt_records:
+
+        def read(path):
+            return tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)
+
     ds = ds.interleave(
-        tf.data.TFRecordDataset,
+        read,
         cycle_length=min(cycle_length, len(files)),
         num_parallel_calls=tf.data.AUTOTUNE,
         # Sharding examples needs the same order in every pipeline.

@@ -531,3 +531,74 @@ def shard_files(records_dir: str, subset: str, modality: str | None = None) -> l
             f"e.g. {absent[:1]}); rerun scripts/make_tfrecords.py with the same flags to finish it"
         )
     return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged shards: finding them and saying what to do.
+
+
+class DamagedRecordsError(RuntimeError):
+    """A shard file holds a truncated or corrupted record (the message names file and offset)."""
+
+
+def shard_counts(manifest: dict, subset: str) -> list[int]:
+    """Examples per shard of a subset, in shard order, from a manifest."""
+    return [int(s["num_examples"]) for s in manifest["sets"][subset]["shards"]]
+
+
+def scan_tfrecord(path: str) -> tuple[int, int | None]:
+    """Walks a TFRecord file's framing (lengths only, no CRCs, no payload reads).
+
+    A record is uint64 length, uint32 CRC of the length, the payload, uint32 CRC of the payload.
+    A file cut short (a full disk, an interrupted copy) ends inside a record: found here with
+    one small read per record. A flipped bit inside a payload is not (TF's CRC check finds it).
+
+    Returns:
+      (records that are complete, byte offset of the first incomplete record or None).
+    """
+    import tensorflow as tf  # gfile: shards may live on cloud storage
+
+    size = tf.io.gfile.stat(path).length
+    offset = count = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(12)
+            if len(header) < 12:
+                return count, offset
+            (length,) = struct.unpack("<Q", header[:8])
+            end = offset + 12 + length + 4
+            if end > size:
+                return count, offset
+            offset, count = end, count + 1
+    return count, None
+
+
+def damaged_records_error(files: Sequence[str], tf_message: str) -> DamagedRecordsError:
+    """The error to raise when reading `files` failed with TF's DataLossError `tf_message`.
+
+    TF's message gives the byte offset but not the file; this finds the file (framing scan, then
+    a full read of each file on this error path only) and says how to go on.
+    """
+    import tensorflow as tf
+
+    where = None
+    for path in files:
+        complete, offset = scan_tfrecord(path)
+        if offset is not None:
+            where = f"{path} is truncated at byte {offset} (after {complete} complete records)"
+            break
+    if where is None:
+        for path in files:
+            try:
+                for _ in tf.data.TFRecordDataset(path):
+                    pass
+            except tf.errors.DataLossError as e:
+                where = f"{path} is damaged ({e.message.strip()})"
+                break
+    where = where or f"a shard of {len(files)} is damaged ({tf_message.strip()})"
+    return DamagedRecordsError(
+        f"{where}. Rerun with --skip_corrupt_records to train on the intact records (the "
+        "damaged file is read up to the damage), or reconvert: delete that shard's files and "
+        "rerun scripts/make_tfrecords.py with the same flags, which redoes missing shards."
+    )
