@@ -35,7 +35,7 @@ CONVERT = dict(
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalpred")
-    summary = synthetic.make_dataset(
+    summary = synthetic.write_dataset(
         str(root / "videos"), classes=4, clips_per_class=8, seed=3, width=64, height=48,
         seconds=1.0, duration_jitter=0.0,
     )  # fmt: skip

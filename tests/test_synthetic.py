@@ -32,7 +32,7 @@ def datasets(tmp_path_factory):
     """Three tiny datasets: seed 0 twice (in different folders) and seed 1."""
     root = tmp_path_factory.mktemp("synthetic")
     return {
-        name: synthetic.make_dataset(str(root / name), seed=seed, **TINY)
+        name: synthetic.write_dataset(str(root / name), seed=seed, **TINY)
         for name, seed in (("a", 0), ("b", 0), ("c", 1))
     }
 
@@ -142,7 +142,7 @@ def test_class_grid(classes, shape, some_name):
 )
 def test_bad_parameters_are_named(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
-        synthetic.make_dataset(str(tmp_path / "out"), **{**TINY, **kwargs})
+        synthetic.write_dataset(str(tmp_path / "out"), **{**TINY, **kwargs})
     assert "Received" in str(info.value)
     assert not (tmp_path / "out").exists()
 
@@ -206,14 +206,14 @@ def test_appearance_is_in_colour_and_motion_is_in_flow():
 
 def test_rerun_reuses_and_other_parameters_replace(tmp_path):
     out = str(tmp_path / "out")
-    first = synthetic.make_dataset(out, **{**TINY, "classes": 2})
+    first = synthetic.write_dataset(out, **{**TINY, "classes": 2})
     path = os.path.join(out, first["videos"][0]["path"])
     mtime = os.stat(path).st_mtime_ns
-    again = synthetic.make_dataset(out, **{**TINY, "classes": 2})
+    again = synthetic.write_dataset(out, **{**TINY, "classes": 2})
     assert again["reused"] and not first["reused"]
     assert os.stat(path).st_mtime_ns == mtime
     assert again["videos"] == first["videos"]
-    fewer = synthetic.make_dataset(out, **{**TINY, "classes": 2, "clips_per_class": 2})
+    fewer = synthetic.write_dataset(out, **{**TINY, "classes": 2, "clips_per_class": 2})
     assert not fewer["reused"] and fewer["clips"] == 4
     on_disk = sorted(
         os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
@@ -227,7 +227,7 @@ def test_rerun_reuses_and_other_parameters_replace(tmp_path):
 def test_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
-        synthetic.make_dataset(str(tmp_path), **TINY)
+        synthetic.write_dataset(str(tmp_path), **TINY)
 
 
 def test_command_line(tmp_path, capsys):

@@ -23,20 +23,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def convert_cli():
-    """Runs scripts/convert_weights.py's main in this process (no second TF import)."""
-    from absl import flags
+    """Runs the converter command's main in this process (no second TF import)."""
+    from tsn_keras.models.weights import main
 
-    path = os.path.join(REPO, "scripts", "convert_weights.py")
-    spec = importlib.util.spec_from_file_location("_convert_weights_cli", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-    def run(*args):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["convert_weights.py", *args])
-        module.main([])
-
-    return run
+    return lambda *args: main(["convert_weights.py", *args])
 
 
 def _reference_module():
@@ -255,11 +245,10 @@ def test_tsn_flow_checkpoint_loads_into_tsn_builder(reference, tmp_path, convert
     )
 
 
-def test_converter_command_line_reports_missing_keys(tmp_path, convert_cli):
+def test_converter_command_line_reports_missing_keys(tmp_path, convert_cli, capsys):
     path = str(tmp_path / "partial.pth")
     torch.save({"conv1_7x7_s2.weight": torch.zeros(64, 3, 7, 7)}, path)
-    with pytest.raises(SystemExit) as e:
-        convert_cli(f"--input={path}", f"--output={tmp_path / 'o.weights.h5'}")
-    msg = str(e.value)
-    assert msg.startswith("convert_weights: ") and path in msg
+    assert convert_cli(f"--input={path}", f"--output={tmp_path / 'o.weights.h5'}") == 1
+    msg = capsys.readouterr().err
+    assert msg.startswith("error: ") and path in msg
     assert "missing keys" in msg and "inception_5b_pool_proj_bn.bias" in msg

@@ -1,4 +1,11 @@
-"""Command-line helpers shared by the tools' `main` functions (flags stay at the edge)."""
+"""Command-line helpers shared by every command's `main` (flags stay at the edge).
+
+Every command (`python -m tsn_keras.X`, `scripts/*.py`) works the same way: its flags live on a
+private `flags.FlagValues` made inside `main(argv=None) -> int`, `parse_flags` reads argv, and
+`main` returns the exit status: 0 done, 1 failed (e.g. some videos could not be read), 2 usage
+error (a bad flag or input, reported by `usage_error` as one `error:` line). List flags take
+both `--x a,b` and `--x a b`.
+"""
 
 import sys
 from collections.abc import Sequence
@@ -56,7 +63,8 @@ def parse_flags(
         print(usage)
         print(fv.get_help(include_special_flags=False))
         return None
-    rest = fv(list(argv))[1:]
+    list_flags = [name for name in fv if isinstance(fv[name].parser, flags.ListParser)]
+    rest = fv(expand_space_separated(list(argv), list_flags))[1:]
     if rest and not positional:
         raise flags.Error(f"unexpected arguments {rest}; all inputs are flags")
     return rest

@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     The flags live on a private FlagValues so that importing this module (evaluate does, for
     save_scores) defines no global flags.
     """
-    argv = cli.expand_space_separated(sys.argv if argv is None else argv, ["scores", "weights"])
+    argv = sys.argv if argv is None else argv
     fv = flags.FlagValues()
     flags.DEFINE_list("scores", None, "Scores .npz files (from evaluate).", flag_values=fv)
     flags.DEFINE_list(

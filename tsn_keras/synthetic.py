@@ -64,6 +64,7 @@ import numpy as np
 from absl import flags
 
 from tsn_keras import cli
+from tsn_keras import video as video_lib
 
 # Colour names and a reference RGB colour for each; only the reference's hue (its direction in
 # the CbCr plane) is kept, the luma and the chroma radius are the same for all.
@@ -314,25 +315,19 @@ def render_clip(
     return RenderedClip(frames=frames, alpha=alphas, velocity=velocity, camera_offsets=offsets)
 
 
-def write_video(path: str, frames: np.ndarray, fps: float, codec: str = "mp4v") -> None:
-    """Encodes uint8 RGB frames [T, H, W, 3] to `path` and checks the frame count read back.
+def _write_checked_video(path: str, frames: np.ndarray, fps: float, codec: str) -> None:
+    """`video_lib.write_video`, then checks that the file reads back with all its frames.
 
     Raises:
-      RuntimeError: OpenCV cannot open the writer, or the file does not read back with T frames.
+      RuntimeError: the file does not report T frames (this OpenCV build does not round-trip
+        the codec).
     """
-    num_frames, height, width, _ = frames.shape
+    num_frames = len(frames)
     other = "MJPG" if codec != "MJPG" else "mp4v"
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), float(fps), (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(
-            f"{path}: OpenCV cannot open a {codec} video writer ({width}x{height} at {fps} fps); "
-            f"try --codec {other}"
-        )
     try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+        video_lib.write_video(path, frames, fps, codec)
+    except OSError as e:
+        raise RuntimeError(f"{e}; try --codec {other}") from None
     capture = cv2.VideoCapture(path)
     try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -453,7 +448,7 @@ def _reusable(out_dir: str, marker: dict | None, params: dict) -> bool:
     )
 
 
-def make_dataset(
+def write_dataset(
     out_dir: str,
     classes: int = 8,
     clips_per_class: int = 30,
@@ -583,7 +578,7 @@ def make_dataset(
         )
         path = os.path.join(out_dir, video["path"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_video(path, clip.frames, fps, codec)
+        _write_checked_video(path, clip.frames, fps, codec)
         video["bytes"] = os.path.getsize(path)
 
     names = [cls.name for cls in grid]
@@ -617,7 +612,7 @@ def make_dataset(
     return {**summary, "out": out_dir, "split_dir": split_dir, "reused": False}
 
 
-def format_summary(summary: dict) -> str:
+def format_dataset_summary(summary: dict) -> str:
     """The human-readable summary that the command line prints."""
     p = summary["params"]
     lengths = [v["frames"] for v in summary["videos"]]
@@ -677,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     except flags.Error as e:
         return cli.usage_error(e)
     try:
-        summary = make_dataset(
+        summary = write_dataset(
             fv.out,
             classes=fv.classes,
             clips_per_class=fv.clips_per_class,
@@ -695,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         # Parameter names are the flag names: "width must be ..." is about --width.
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_summary(summary))
+    print(format_dataset_summary(summary))
     return 0
 
 

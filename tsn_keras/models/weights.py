@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -283,3 +283,85 @@ def convert_checkpoint(
         allow_unused=allow_unused,
         source=input_path,
     )
+
+
+USAGE = """Converts a PyTorch BN-Inception state dict (.pth) into a Keras .weights.h5 file.
+
+    python scripts/convert_weights.py --input bn_inception-52deb4733.pth \\
+        --output bn_inception.weights.h5
+    python scripts/convert_weights.py --input ucf101_flow_checkpoint.pth.tar \\
+        --output tsn_flow.weights.h5
+
+Accepts pretrainedmodels' `bninception` (`last_linear`), tsn-pytorch's BN-Inception (`fc`) and
+TSN checkpoints (`module.base_model.*` + `module.new_fc.*`, also inside {"state_dict": ...}).
+Needs torch (`pip install 'tsn_keras[convert]'`), which nothing else in tsn_keras needs.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`scripts/convert_weights.py`: exit 0 written, 1 conversion failed, 2 bad flags."""
+    import sys
+
+    from absl import flags
+
+    from tsn_keras import cli
+
+    argv = sys.argv if argv is None else argv
+    fv = flags.FlagValues()
+    flags.DEFINE_string(
+        "input", None, "PyTorch state dict or TSN checkpoint (.pth).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "output", None, "Keras weights file to write (*.weights.h5).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "allow_missing_classifier",
+        False,
+        "Write the backbone alone when the input has no classifier (last_linear/fc/new_fc).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "allow_unused",
+        False,
+        "Ignore (but list) input keys that map to no BN-Inception weight.",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "trust_pickle",
+        False,
+        "Load with torch.load(weights_only=False); only for files from a source you trust.",
+        flag_values=fv,
+    )
+    try:
+        if cli.parse_flags(fv, argv, USAGE) is None:
+            return 0
+        for name in ("input", "output"):
+            if not fv[name].value:
+                raise flags.Error(f"--{name} is required")
+    except flags.Error as e:
+        return cli.usage_error(e)
+    try:
+        report = convert_checkpoint(
+            fv.input,
+            fv.output,
+            allow_missing_classifier=fv.allow_missing_classifier,
+            allow_unused=fv.allow_unused,
+            trust_pickle=fv.trust_pickle,
+        )
+    except FileNotFoundError as e:
+        return cli.usage_error(e)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    head = f"{report.classes}-way classifier from {report.classifier_source}*"
+    print(
+        f"Wrote {fv.output}: {report.converted} tensors, {report.input_channels} input "
+        f"channels, {head if report.classes else 'no classifier (backbone only)'}."
+    )
+    if report.skipped:
+        print(f"Skipped {len(report.skipped)} num_batches_tracked entries.")
+    if report.reshaped:
+        print(f"Flattened {len(report.reshaped)} [1, C] BN statistics to [C].")
+    if report.unused:
+        print(f"Ignored {len(report.unused)} unused keys: {', '.join(report.unused)}")
+    return 0
