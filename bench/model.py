@@ -11,7 +11,7 @@ Prints one table:
   (tsn_keras.models.tsn: [B*K, ...]) vs keras.layers.TimeDistributed, forward and
   forward+backward.
 Each measurement is the median of --iters timed calls after one warm-up call (tf.function,
-Keras' default no-XLA path; DESIGN.md: jit_compile fails under MirroredStrategy on CPU). The
+Keras' default no-XLA path; docs/design.md: jit_compile fails under MirroredStrategy on CPU). The
 calls of one group (matmul / forward / forward+backward of one policy; the four TSN variants)
 are timed round-robin so that each sees the same load on shared cores.
 """

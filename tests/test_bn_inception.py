@@ -10,7 +10,7 @@ from tsn_keras.models import BNInception, preprocess_input
 from tsn_keras.models.backbones import BACKBONES
 from tsn_keras.models.bn_inception import CeilMaxPooling2D, check_input_size
 
-# Per-stage outputs at 224x224 (DESIGN.md: 3a..5b channels 256 ... 1024).
+# Per-stage outputs at 224x224 (docs/design.md: 3a..5b channels 256 ... 1024).
 STAGES_224 = {
     "pool1_3x3_s2": (56, 56, 64),
     "pool2_3x3_s2": (28, 28, 192),

@@ -4,7 +4,7 @@ Flow is computed on grayscale frames at the stored size. A flow field `f[y, x] =
 where pixel (x, y) of the first frame moved in the second: content moving right gives dx > 0,
 moving down gives dy > 0 (OpenCV's convention for all three algorithms; tests check it).
 
-Encoding (DESIGN.md, as TSN's dense_flow does it), per component, with bound b (default 20 px):
+Encoding (docs/design.md, as TSN's dense_flow does it), per component, with bound b (default 20 px):
 
     q = round((clip(f, -b, b) + b) * 255 / (2 b))            uint8 in [0, 255]
     f' = q * (2 b) / 255 - b                                  decode_flow

@@ -1,6 +1,6 @@
 """PyTorch BN-Inception state dicts -> Keras `.weights.h5` for `BNInception(weights=...)`.
 
-Accepted inputs (keys as DESIGN.md lists them):
+Accepted inputs (keys as docs/design.md lists them):
 - pretrainedmodels `bninception` (`conv1_7x7_s2.weight`, ..., classifier `last_linear.*`);
 - tsn-pytorch's BN-Inception (`tf_model_zoo`; classifier `fc.*`; its Caffe-converted BN
   statistics stored as [1, C] are accepted);
