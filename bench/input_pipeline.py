@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from tsn_keras import augment, input_pipeline, records
+from tsn_keras import augment, input_pipeline, records, synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "A records folder; default: synthetic records.")
@@ -77,15 +77,7 @@ def write_synthetic_records(
         field = _smooth_image(rng, height, width, 1, noise=0.5, coarse=32)[..., 0]
         field = (128 + (field.astype(np.int16) - 128) // 6).astype(np.uint8)  # small motion
         flow_pool.append(records.encode_jpeg(field))
-    modalities = ("rgb", "flow")
-    writers = {
-        (s, m): tf.io.TFRecordWriter(
-            os.path.join(out_dir, records.shard_filename("train", s, shards, m))
-        )
-        for s in range(shards)
-        for m in modalities
-    }
-    counts = [0] * shards
+    examples = []
     for v in range(videos):
         info = records.ClipInfo(
             video_id=f"Class{v % 8}/v_{v:04d}.avi",
@@ -102,51 +94,15 @@ def write_synthetic_records(
             flow_algorithm="tvl1",
         )
         pick = lambda pool: pool[rng.integers(len(pool))]  # noqa: E731
-        encoded = {
-            "rgb": {"rgb": [pick(rgb_pool) for _ in range(snippets)]},
-            "flow": {
-                axis: [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)]
-                for axis in ("flow_x", "flow_y")
-            },
-        }
-        for m in modalities:
-            writers[v % shards, m].write(records.serialize_example(info, encoded[m]))
-        counts[v % shards] += 1
-    for w in writers.values():
-        w.close()
-    import json
-
-    manifest = {
-        "dataset": "bench",
-        "split": 1,
-        "classes": [f"Class{i}" for i in range(8)],
-        "modalities": ["rgb", "flow"],
-        "snippets": snippets,
-        "snippet_length": length,
-        "flow": {"algorithm": "tvl1", "bound": 20.0},
-        "height": height,
-        "width": width,
-        "sets": {
-            "train": {
-                "num_examples": videos,
-                "shards": [
-                    {
-                        "files": {
-                            m: records.shard_filename("train", s, shards, m) for m in modalities
-                        },
-                        "num_examples": counts[s],
-                    }
-                    for s in range(shards)
-                ],
-            }
-        },
-        "failures": [],
-        "warped_flow_fallbacks": 0,
-        "flags": {},
-    }
-    with open(os.path.join(out_dir, records.MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f)
-    return out_dir
+        encoded = {"rgb": [pick(rgb_pool) for _ in range(snippets)]}
+        for axis in ("flow_x", "flow_y"):
+            encoded[axis] = [[pick(flow_pool) for _ in range(length)] for _ in range(snippets)]
+        examples.append((info, encoded))
+    return synthetic.write_records(
+        out_dir, {"train": examples}, [f"Class{i}" for i in range(8)], ("rgb", "flow"), shards,
+        snippets=snippets, snippet_length=length, flow={"algorithm": "tvl1", "bound": 20.0},
+        height=height, width=width,
+    )  # fmt: skip
 
 
 def _jpeg_bytes_per_clip(records_dir: str, modality: str, k: int) -> float:

@@ -4,13 +4,9 @@ pytest puts tests/ on sys.path (rootdir-relative imports), so tests import these
 `from helpers import ...`.
 """
 
-import json
-import os
-
 import numpy as np
-import tensorflow as tf
 
-from tsn_keras import records
+from tsn_keras import records, synthetic
 
 CLASSES = ("Alpha", "Beta", "Gamma")
 
@@ -35,10 +31,9 @@ def write_records(
     the older layout, one file per shard holding every modality. Returns out_dir.
     """
     rng = np.random.default_rng(seed)
-    os.makedirs(out_dir, exist_ok=True)
     sets = {}
     for subset, count in (("train", num_train), ("test", num_test)):
-        per_shard = [[] for _ in range(shards)]
+        sets[subset] = []
         for i in range(count):
             label = i % len(CLASSES)
             info = records.ClipInfo(
@@ -74,40 +69,9 @@ def write_records(
                     encoded[axis] = [
                         [jpeg(1) for _ in range(snippet_length)] for _ in range(num_snippets)
                     ]
-            per_shard[i % shards].append((info, encoded))
-        shard_info = []
-        for s, examples in enumerate(per_shard):
-            if combined:
-                parts = {None: lambda e: e}
-            else:
-                parts = {
-                    m: lambda e, m=m: {k: v for k, v in e.items() if k.rsplit("_", 1)[0] == m}
-                    for m in modalities
-                }
-            files = {}
-            for m, select in parts.items():
-                files[m] = records.shard_filename(subset, s, shards, m)
-                with tf.io.TFRecordWriter(os.path.join(out_dir, files[m])) as writer:
-                    for info, encoded in examples:
-                        writer.write(records.serialize_example(info, select(encoded)))
-            entry = {"file": files[None]} if combined else {"files": files}
-            shard_info.append({**entry, "num_examples": len(examples)})
-        sets[subset] = {"num_examples": count, "shards": shard_info, "complete": True}
-    manifest = {
-        "dataset": "synthetic",
-        "split": 1,
-        "classes": list(CLASSES),
-        "modalities": list(modalities),
-        "snippets": num_snippets,
-        "snippet_length": snippet_length,
-        "flow": {"algorithm": "dis", "bound": 20.0},
-        "height": height,
-        "width": width,
-        "sets": sets,
-        "failures": [],
-        "warped_flow_fallbacks": 0,
-        "flags": {},
-    }
-    with open(os.path.join(out_dir, records.MANIFEST_NAME), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    return out_dir
+            sets[subset].append((info, encoded))
+    return synthetic.write_records(
+        out_dir, sets, list(CLASSES), tuple(modalities), shards, combined,
+        snippets=num_snippets, snippet_length=snippet_length,
+        flow={"algorithm": "dis", "bound": 20.0}, height=height, width=width,
+    )  # fmt: skip

@@ -63,7 +63,7 @@ import cv2
 import numpy as np
 from absl import flags
 
-from tsn_keras import cli
+from tsn_keras import cli, records
 from tsn_keras import video as video_lib
 
 # Colour names and a reference RGB colour for each; only the reference's hue (its direction in
@@ -338,6 +338,69 @@ def _write_checked_video(path: str, frames: np.ndarray, fps: float, codec: str) 
             f"{path}: wrote {num_frames} frames but the file reports {count}; this OpenCV build "
             f"does not round-trip codec {codec}; try --codec {other}"
         )
+
+
+def write_records(
+    out_dir: str,
+    sets: dict[str, list[tuple[records.ClipInfo, dict]]],
+    classes: list[str],
+    modalities: tuple[str, ...],
+    num_shards: int,
+    combined: bool = False,
+    **manifest_fields,
+) -> str:
+    """Writes generated examples as a records folder shaped like the converter's output.
+
+    For tests and benchmarks that need records without videos: each subset's examples go
+    round-robin into `num_shards` shards, one file per shard and modality (or, with `combined`,
+    the older layout of one file per shard holding every modality), plus manifest.json.
+
+    Args:
+      out_dir: the folder (created if needed).
+      sets: {"train" / "test": [(ClipInfo, encoded)]}; encoded maps "rgb", "rgbdiff", "flow_x",
+        "flow_y", ... to JPEG bytes as `records.serialize_example` takes them.
+      classes: class names, index order.
+      modalities: what the examples hold.
+      num_shards: shards per subset.
+      combined: write the older one-file-per-shard layout.
+      **manifest_fields: extra manifest keys (snippets, snippet_length, flow, height, ...).
+
+    Returns:
+      out_dir.
+    """
+    import tensorflow as tf  # the writer; the converter's workers never import this function
+
+    os.makedirs(out_dir, exist_ok=True)
+    parts = {None: None} if combined else {m: m for m in modalities}
+    manifest_sets = {}
+    for subset, examples in sets.items():
+        shards = []
+        for s in range(num_shards):
+            files = {}
+            for m in parts:
+                files[m] = records.shard_filename(subset, s, num_shards, m)
+                with tf.io.TFRecordWriter(os.path.join(out_dir, files[m])) as writer:
+                    for info, encoded in examples[s::num_shards]:
+                        if m is not None:  # this modality's feature lists only
+                            encoded = {k: v for k, v in encoded.items() if k.rsplit("_", 1)[0] == m}
+                        writer.write(records.serialize_example(info, encoded))
+            entry = {"file": files[None]} if combined else {"files": files}
+            shards.append({**entry, "num_examples": len(examples[s::num_shards])})
+        manifest_sets[subset] = {"num_examples": len(examples), "shards": shards, "complete": True}
+    manifest = {
+        "dataset": "synthetic",
+        "split": 1,
+        "classes": list(classes),
+        "modalities": list(modalities),
+        **manifest_fields,
+        "sets": manifest_sets,
+        "failures": [],
+        "warped_flow_fallbacks": 0,
+        "flags": {},
+    }
+    with open(os.path.join(out_dir, records.MANIFEST_NAME), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    return out_dir
 
 
 def _validate(
