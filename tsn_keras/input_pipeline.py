@@ -225,31 +225,10 @@ def make_dataset(
         seed = random.SystemRandom().randrange(2**31)
     base_seed = tf.constant([seed, pipeline_id], tf.int64)
 
-    shard_by_file = len(files) >= num_pipelines
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if shard_by_file and num_pipelines > 1:
-        ds = ds.shard(num_pipelines, pipeline_id)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    read = tf.data.TFRecordDataset
-    if skip_corrupt_records:
-
-        def read(path):
-            return tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)
-
-    ds = ds.interleave(
-        read,
-        cycle_length=min(cycle_length, len(files)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        # Sharding examples needs the same order in every pipeline.
-        deterministic=deterministic or not shard_by_file,
-    )
-    if not shard_by_file:
-        ds = ds.shard(num_pipelines, pipeline_id)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    ds = _serialized_examples(
+        files, training, seed, deterministic, num_pipelines, pipeline_id, shuffle_buffer,
+        cycle_length, repeat, skip_corrupt_records,
+    )  # fmt: skip
     ds = ds.enumerate()  # the position gives each example its own seed
 
     def load(index, serialized):
@@ -274,6 +253,42 @@ def make_dataset(
         return views, tf.cast(parsed["label"], tf.int32)
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return _batched(ds, per_batch, training, pad_to_batches, deterministic)
+
+
+def _serialized_examples(
+    files, training, seed, deterministic, num_pipelines, pipeline_id, shuffle_buffer,
+    cycle_length, repeat, skip_corrupt_records,
+) -> tf.data.Dataset:  # fmt: skip
+    """This input pipeline's serialized examples: its files (or examples), shuffled, repeated."""
+    shard_by_file = len(files) >= num_pipelines
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shard_by_file and num_pipelines > 1:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    read = tf.data.TFRecordDataset
+    if skip_corrupt_records:
+
+        def read(path):
+            return tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)
+
+    ds = ds.interleave(
+        read,
+        cycle_length=min(cycle_length, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        # Sharding examples needs the same order in every pipeline.
+        deterministic=deterministic or not shard_by_file,
+    )
+    if not shard_by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.repeat() if repeat else ds
+
+
+def _batched(ds, per_batch, training, pad_to_batches, deterministic) -> tf.data.Dataset:
+    """Batches of (views, labels); evaluation under several pipelines pads to whole batches."""
     if pad_to_batches is not None:
         spec = ds.element_spec[0]
         if not spec.shape.is_fully_defined():

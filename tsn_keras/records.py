@@ -1,7 +1,9 @@
 """THE TFRecord schema: one `tf.train.SequenceExample` per video (writer and reader).
 
-Nothing else in the project names a feature key. Keys follow TF Model Garden / MediaSequence
-where they fit (`clip/label/index`, `image/encoded`).
+Nothing else in the project names a feature key. (Over 500 lines on purpose: the writer, the
+reader, the manifest and the shard-file framing of one format stay in one file, so a change
+to a key or a layout is made, and reviewed, in one place.) Keys follow TF Model Garden /
+MediaSequence where they fit (`clip/label/index`, `image/encoded`).
 
 Context (one value per video unless noted):
 

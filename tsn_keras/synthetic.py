@@ -1,5 +1,9 @@
 """Synthetic action videos in the UCF101 layout, for tests and the demo.
 
+(Over 500 lines on purpose: the class grid, the renderer and the writer define one dataset
+whose pixels must stay identical for a seed; splitting them would spread one contract over
+several files.)
+
     python -m tsn_keras.synthetic --out demo_out/videos                 # 8 classes x 30 clips
     python -m tsn_keras.synthetic --out /tmp/s --classes 4 --clips_per_class 3 --width 32 \
         --height 24 --fps 10 --seconds 1 --duration_jitter 0
@@ -511,6 +515,55 @@ def _reusable(out_dir: str, marker: dict | None, params: dict) -> bool:
     )
 
 
+def _plan_videos(grid: list, params: dict) -> list[dict]:
+    """Every clip's path, label, subset, frame count and jitter, with its generator, in order."""
+    seed, seconds, fps = params["seed"], params["seconds"], params["fps"]
+    duration_jitter = params["duration_jitter"]
+    appearance_index = {name: i for i, (name, _) in enumerate(APPEARANCES)}
+    motion_index = {name: i for i, (name, _) in enumerate(MOTIONS)}
+    sizes = _group_sizes(params["clips_per_class"])
+    num_test_groups = min(len(sizes) - 1, max(1, round(params["test_fraction"] * len(sizes))))
+    videos = []
+    for label, cls in enumerate(grid):
+        for g, size in enumerate(sizes):
+            key = [seed, appearance_index[cls.appearance], motion_index[cls.motion], g + 1]
+            background = make_background(
+                params["width"], params["height"], np.random.default_rng(key)
+            )
+            for c in range(size):
+                rel = f"{cls.name}/v_{cls.name}_g{g + 1:02d}_c{c + 1:02d}.avi"
+                rng = np.random.default_rng([*key, c + 1])
+                duration = seconds * rng.uniform(1.0 - duration_jitter, 1.0 + duration_jitter)
+                jitter = bool(rng.random() < params["jitter_fraction"])
+                num_frames = max(1, round(fps * duration))
+                videos.append(
+                    {
+                        "path": rel,
+                        "label": label,
+                        "subset": "test" if g < num_test_groups else "train",
+                        "frames": num_frames,
+                        "camera_jitter": jitter,
+                        "_render": (cls, rng, background),
+                    }
+                )
+    return videos
+
+
+def _write_split_files(split_dir: str, names: list[str], videos: list[dict]) -> None:
+    """classInd.txt, trainlist01.txt and testlist01.txt as UCF101 ships them."""
+    _write_lines(
+        os.path.join(split_dir, "classInd.txt"), [f"{i + 1} {n}" for i, n in enumerate(names)]
+    )
+    _write_lines(
+        os.path.join(split_dir, "trainlist01.txt"),
+        [f"{v['path']} {v['label'] + 1}" for v in videos if v["subset"] == "train"],
+    )
+    _write_lines(
+        os.path.join(split_dir, "testlist01.txt"),
+        [v["path"] for v in videos if v["subset"] == "test"],
+    )
+
+
 def write_dataset(
     out_dir: str,
     classes: int = 8,
@@ -559,19 +612,8 @@ def write_dataset(
         files and no synthetic.json.
       RuntimeError: OpenCV cannot write or read back a video.
     """
-    _validate(
-        classes,
-        clips_per_class,
-        seed,
-        width,
-        height,
-        fps,
-        seconds,
-        duration_jitter,
-        codec,
-        test_fraction,
-        jitter_fraction,
-    )
+    _validate(classes, clips_per_class, seed, width, height, fps, seconds, duration_jitter,
+              codec, test_fraction, jitter_fraction)  # fmt: skip
     params = {
         "classes": classes,
         "clips_per_class": clips_per_class,
@@ -599,31 +641,7 @@ def write_dataset(
         _remove_previous(out_dir, marker)
 
     grid = class_grid(classes)
-    appearance_index = {name: i for i, (name, _) in enumerate(APPEARANCES)}
-    motion_index = {name: i for i, (name, _) in enumerate(MOTIONS)}
-    sizes = _group_sizes(clips_per_class)
-    num_test_groups = min(len(sizes) - 1, max(1, round(test_fraction * len(sizes))))
-    videos = []
-    for label, cls in enumerate(grid):
-        for g, size in enumerate(sizes):
-            key = [seed, appearance_index[cls.appearance], motion_index[cls.motion], g + 1]
-            background = make_background(width, height, np.random.default_rng(key))
-            for c in range(size):
-                rel = f"{cls.name}/v_{cls.name}_g{g + 1:02d}_c{c + 1:02d}.avi"
-                rng = np.random.default_rng([*key, c + 1])
-                duration = seconds * rng.uniform(1.0 - duration_jitter, 1.0 + duration_jitter)
-                jitter = bool(rng.random() < jitter_fraction)
-                num_frames = max(1, round(fps * duration))
-                videos.append(
-                    {
-                        "path": rel,
-                        "label": label,
-                        "subset": "test" if g < num_test_groups else "train",
-                        "frames": num_frames,
-                        "camera_jitter": jitter,
-                        "_render": (cls, rng, background),
-                    }
-                )
+    videos = _plan_videos(grid, params)
     planned = {"complete": False, "params": params, "videos": [{"path": v["path"]} for v in videos]}
     os.makedirs(split_dir, exist_ok=True)
     _write_marker(out_dir, planned)
@@ -645,17 +663,7 @@ def write_dataset(
         video["bytes"] = os.path.getsize(path)
 
     names = [cls.name for cls in grid]
-    _write_lines(
-        os.path.join(split_dir, "classInd.txt"), [f"{i + 1} {n}" for i, n in enumerate(names)]
-    )
-    _write_lines(
-        os.path.join(split_dir, "trainlist01.txt"),
-        [f"{v['path']} {v['label'] + 1}" for v in videos if v["subset"] == "train"],
-    )
-    _write_lines(
-        os.path.join(split_dir, "testlist01.txt"),
-        [v["path"] for v in videos if v["subset"] == "test"],
-    )
+    _write_split_files(split_dir, names, videos)
     num_appearances, num_motions = grid_shape(classes)
     summary = {
         "classes": names,

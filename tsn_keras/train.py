@@ -79,15 +79,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
 
 
 def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
-    manifest = records.read_manifest(config.records)
-    stored = manifest.get("modalities", [])
-    if config.modality not in stored:
-        raise ValueError(
-            f"--modality={config.modality} is not stored in {config.records} (it holds "
-            f"{stored}); convert with --modalities including it or pick another --modality"
-        )
-    classes = list(manifest["classes"])
-    snippet_length = int(manifest.get("snippet_length", 1))
+    manifest, classes, snippet_length = _stored_facts(config)
     strategy = strategy or distribute.make_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -116,80 +108,37 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
         model = build_tsn(config.tsn_config(len(classes), snippet_length))
         optimizer = steps.make_optimizer(config, steps_per_epoch)
     step_fns = steps.make_steps(model, optimizer, strategy, config, len(classes))
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, epoch=epoch_var, step=step_var
-    )
-    ckpt_dir = os.path.join(config.model_dir, CHECKPOINT_DIR)
-    # Every worker writes (the save needs all of them); only the chief's copy is kept.
-    write_dir = (
-        ckpt_dir if chief else os.path.join(ckpt_dir, f"worker_tmp_{distribute.task_id(strategy)}")
-    )
-    manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=3)
-    restored = restore_latest_intact(checkpoint, ckpt_dir)
-    if restored:
-        logging.info("Resumed from %s (epoch %d, step %d)", restored, int(epoch_var), int(step_var))
-    start_epoch = int(epoch_var.numpy())
+    ckpt = _Checkpoints(config.model_dir, strategy, model, optimizer)
+    start_epoch = ckpt.epoch
     if start_epoch >= config.epochs:
-        logging.info(
-            "Already trained %d of --epochs=%d; nothing to do.", start_epoch, config.epochs
-        )
-
+        logging.info("Already trained %d of --epochs=%d.", start_epoch, config.epochs)
     data = _Data(config, strategy, manifest, start_epoch)
     writers = _writers(config.model_dir, chief)
     if chief and start_epoch < config.epochs:
-        _write_run_summaries(config, writers[0], int(step_var.numpy()), data.train_files)
+        _write_run_summaries(config, writers[0], ckpt.step, data.train_files)
 
-    result: dict = {}
+    result = {"epoch": ckpt.epoch, "step": ckpt.step}
     for epoch in range(start_epoch, config.epochs):
-        totals, elapsed = _train_epoch(
-            step_fns,
-            data,
-            optimizer,
-            steps_per_epoch,
-            chief,
-            config,
-            epoch,
-            int(step_var.numpy()),
-            writers[0],
-        )
-        step = int(step_var.numpy()) + steps_per_epoch
-        epoch_var.assign(epoch + 1)
-        step_var.assign(step)
+        verbose = chief and config.verbose
+        totals, seconds = _train_epoch(step_fns, data, optimizer, steps_per_epoch, config, epoch,
+                                       ckpt.step, writers[0], verbose)  # fmt: skip
+        step = ckpt.step + steps_per_epoch
         result = {"epoch": epoch + 1, "step": step}
         result.update({f"train_{k}": v for k, v in _means(totals).items()})
-        _log_scalars(
-            writers[0],
-            step,
-            result,
-            "train_",
-            learning_rate=steps.current_lr(optimizer),
-            clips_per_second=totals[3] / elapsed,
-            epoch=epoch + 1,
-        )
+        _log_scalars(writers[0], step, result, "train_", epoch=epoch + 1,
+                     learning_rate=steps.current_lr(optimizer),
+                     clips_per_second=totals[3] / seconds)  # fmt: skip
         if data.has_val and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
             result.update({f"val_{k}": v for k, v in _validate(step_fns, data).items()})
             _log_scalars(writers[1], step, result, "val_")
         for writer in writers:
             writer.flush()
-        manager.save(checkpoint_number=epoch + 1)
-        if not chief:
-            tf.io.gfile.rmtree(write_dir)
-        if chief and config.verbose:
-            shown = ", ".join(
-                f"{k} {v:.4f}" for k, v in result.items() if k not in ("epoch", "step")
-            )
-            logging.info(
-                "epoch %d/%d: %s (%.1f clips/s)",
-                epoch + 1,
-                config.epochs,
-                shown,
-                totals[3] / elapsed,
-            )
+        ckpt.save(epoch + 1, step)
+        if verbose:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if "_" in k)
+            logging.info("epoch %d/%d: %s (%.1f clips/s)", epoch + 1, config.epochs, shown,
+                         totals[3] / seconds)  # fmt: skip
 
-    result.setdefault("epoch", int(epoch_var.numpy()))
-    result.setdefault("step", int(step_var.numpy()))
     if config.skip_corrupt_records:
         result["skipped_records"] = data.skipped_records
     if chief and config.export_path:
@@ -198,6 +147,18 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
         result["export_dir"] = export.export_from_model_dir(config.model_dir, config.export_path)
         logging.info("Exported to %s", result["export_dir"])
     return result
+
+
+def _stored_facts(config: TrainConfig) -> tuple[dict, list[str], int]:
+    """The records' manifest, classes and snippet length; checks the modality is stored."""
+    manifest = records.read_manifest(config.records)
+    stored = manifest.get("modalities", [])
+    if config.modality not in stored:
+        raise ValueError(
+            f"--modality={config.modality} is not stored in {config.records} (it holds "
+            f"{stored}); convert with --modalities including it or pick another --modality"
+        )
+    return manifest, list(manifest["classes"]), int(manifest.get("snippet_length", 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +225,47 @@ def restore_latest_intact(checkpoint: tf.train.Checkpoint, ckpt_dir: str) -> str
         + "; ".join(damaged)
         + f". Move {ckpt_dir} away to start the run from scratch."
     )
+
+
+class _Checkpoints:
+    """The run's checkpoint (model, optimizer, epoch, step), restored on construction.
+
+    Every worker saves (a multi-worker save needs all of them); the chief into
+    <model_dir>/checkpoints, the others into a temporary folder deleted after each save.
+    """
+
+    def __init__(self, model_dir: str, strategy, model, optimizer):
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, epoch=self._epoch, step=self._step
+        )
+        ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+        self._chief = distribute.is_chief(strategy)
+        self._write_dir = (
+            ckpt_dir
+            if self._chief
+            else os.path.join(ckpt_dir, f"worker_tmp_{distribute.task_id(strategy)}")
+        )
+        self._manager = tf.train.CheckpointManager(self._checkpoint, self._write_dir, 3)
+        restored = restore_latest_intact(self._checkpoint, ckpt_dir)
+        if restored:
+            logging.info("Resumed from %s (epoch %d, step %d)", restored, self.epoch, self.step)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.numpy())
+
+    @property
+    def step(self) -> int:
+        return int(self._step.numpy())
+
+    def save(self, epoch: int, step: int) -> None:
+        self._epoch.assign(epoch)
+        self._step.assign(step)
+        self._manager.save(checkpoint_number=epoch)
+        if not self._chief:
+            tf.io.gfile.rmtree(self._write_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,11 +367,11 @@ def _means(totals: np.ndarray) -> dict:
     return {"loss": totals[0] / count, "top1": totals[1] / count, "top5": totals[2] / count}
 
 
-def _train_epoch(step_fns, data, optimizer, steps_per_epoch, chief, config, epoch, step, writer):
+def _train_epoch(step_fns, data, optimizer, steps_per_epoch, config, epoch, step, writer, verbose):
     """One epoch of training steps; returns the summed SUMS and the seconds it took."""
     progbar = keras.utils.Progbar(
         steps_per_epoch,
-        verbose=1 if (chief and config.verbose) else 0,
+        verbose=1 if verbose else 0,
         stateful_metrics=["loss", "top1", "top5", "lr"],
     )
     totals = np.zeros(len(steps.SUMS))
