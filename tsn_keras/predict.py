@@ -14,6 +14,10 @@ weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
 Prints the top-5 classes with probabilities per video; --json writes, for each video, its
 path and `top5` as [class, probability] pairs (plus each stream's top-5), or its error. A
 video that cannot be decoded is reported and skipped; the exit status is then 1.
+
+--timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
+window a TSN clip of --num_segments snippets, frames streamed) and writes per video a JSON, a
+CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py).
 """
 
 from __future__ import annotations
@@ -168,6 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_enum(
         "flow", None, list(flow.ALGORITHMS), "Override the model's flow algorithm.", flag_values=fv
     )
+    flags.DEFINE_bool(
+        "timeline", False, "Score windows along each video (tsn_keras.timeline).", flag_values=fv
+    )
+    flags.DEFINE_float("window_seconds", 5.0, "Timeline: window length.", flag_values=fv)
+    flags.DEFINE_float("stride_seconds", 1.0, "Timeline: time between windows.", flag_values=fv)
+    flags.DEFINE_string(
+        "timeline_dir", "timeline", "Timeline: folder of the JSON, CSV, PNG.", flag_values=fv
+    )
     try:
         videos = cli.parse_flags(fv, argv, __doc__, positional=True)
         if videos is None:
@@ -180,7 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except flags.Error as e:
         return cli.usage_error(e)
     try:
+        if fv.timeline:  # windows along each video instead of one answer per video
+            from tsn_keras import timeline  # imports this module
+
+            config = timeline.TimelineConfig(
+                fv.window_seconds, fv.stride_seconds, fv.num_segments, int(fv.crops), fv.top
+            )  # checked before the models load
         scorers = [evaluate.load_scorer(m) for m in fv.models]
+        if fv.timeline:
+            return timeline.run(
+                videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow
+            )
         results = predict_videos(
             videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top,
             flow_algorithm=fv.flow,
