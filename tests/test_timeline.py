@@ -128,6 +128,14 @@ def test_top_class_changes_at_the_cut(setup):
     assert segments[0][0] == 0.0 and segments[-1][1] == 145 / FPS
 
 
+def test_windows_stream_with_a_bounded_number_open(setup):
+    config = convert.ConvertConfig(modalities=("rgb",), width=WIDTH, height=HEIGHT, num_snippets=4)
+    stream = timeline.WindowStream(setup["video"], config, SETTINGS, progress=False)
+    spans = [(start, end) for start, end, _ in stream]
+    assert spans == [(s, s + 25) for s in range(0, 130, 10)]
+    assert (stream.fps, stream.num_frames, stream.max_open) == (FPS, 150, 3)  # ceil(25 / 10)
+
+
 def test_a_window_scores_as_predict_scores_the_video_cut_to_it(setup, tmp_path):
     scorer = setup["scorer"]
     result = timeline.score_timeline(setup["video"], [scorer], config=SETTINGS, progress=False)

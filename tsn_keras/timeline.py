@@ -213,6 +213,7 @@ class WindowStream:
         self.path, self.config, self.timeline, self.progress = path, config, timeline, progress
         self.fps = 0.0
         self.num_frames = 0
+        self.max_open = 0  # windows held at once: ceil(W / S), whatever the video's length
 
     def __iter__(self) -> Iterator[tuple[int, int, dict[str, bytes]]]:
         path, config = self.path, self.config
@@ -233,6 +234,7 @@ class WindowStream:
             while cap.grab():
                 if frame % stride == 0:
                     open_windows.append((frame, convert._SnippetPlan(length, config, engines)))
+                self.max_open = max(self.max_open, len(open_windows))
                 wanted = [(s, p) for s, p in open_windows if frame - s in p.indices]
                 if wanted or frame == 0:
                     ok, bgr = cap.retrieve()
