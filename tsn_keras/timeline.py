@@ -394,51 +394,60 @@ def plotted_classes(timeline: Timeline, max_classes: int = 5) -> list[int]:
 
 
 def render_plot(timeline: Timeline, width: int = 960, max_classes: int = 5) -> np.ndarray:
-    """The timeline as a BGR uint8 image: score curves of the plotted classes over time (at
-    each window's centre), a strip of each window's top class, and a legend."""
+    """The timeline as a BGR uint8 image: a title, the score curves of the plotted classes over
+    time (at each window's centre; the score axis ends at the next quarter above the highest
+    score), a strip of the top class over time (`top_segments`; grey: a class not plotted),
+    time ticks and a legend."""
     shown = plotted_classes(timeline, max_classes)
-    left, right, top, plot_h, strip_h = 60, 20, 20, 240, 14
-    legend_top = top + plot_h + strip_h + 40
-    height = legend_top + 22 * len(shown) + 10
+    colour_of = {c: _COLOURS[rank % len(_COLOURS)] for rank, c in enumerate(shown)}
+    other = (190, 190, 190)
+    segments = top_segments(timeline)
+    has_other = any(timeline.classes.index(name) not in colour_of for _, _, name, _ in segments)
+    left, right, top, plot_h, strip_h = 60, 20, 34, 240, 14
+    y1 = top + plot_h  # bottom of the plot
+    legend_top = y1 + strip_h + 50
+    height = legend_top + 22 * (len(shown) + has_other) + 4
     image = np.full((height, width, 3), 255, np.uint8)
-    x0, x1, y0, y1 = left, width - right, top, top + plot_h
+    x0, x1, y0 = left, width - right, top
     duration = max(timeline.num_frames, int(timeline.ends.max())) / timeline.fps
+    y_max = min(1.0, max(0.25, math.ceil(float(timeline.probs[:, shown].max()) * 4) / 4))
 
     def to_x(seconds: float) -> int:
         return int(round(x0 + (x1 - x0) * seconds / max(duration, 1e-9)))
 
-    font, grey, black = cv2.FONT_HERSHEY_SIMPLEX, (200, 200, 200), (0, 0, 0)
-    for score in (0.0, 0.25, 0.5, 0.75, 1.0):  # horizontal grid and score labels
-        y = int(round(y1 - (y1 - y0) * score))
-        cv2.line(image, (x0, y), (x1, y), grey, 1)
-        cv2.putText(image, f"{score:.2f}", (8, y + 4), font, 0.4, black, 1, cv2.LINE_AA)
-    step = _tick_step(duration)
-    ticks = np.arange(0.0, duration + 1e-9, step)
-    for t in ticks:  # vertical ticks with times
+    font, grid, black = cv2.FONT_HERSHEY_SIMPLEX, (215, 215, 215), (0, 0, 0)
+    c = timeline.config
+    title = f"{os.path.basename(timeline.path)}: class scores per window ({c.window_seconds:g} s "
+    title += f"windows every {c.stride_seconds:g} s); strip: top class"
+    cv2.putText(image, title, (x0, 20), font, 0.5, black, 1, cv2.LINE_AA)
+    for q in range(5):  # horizontal grid and score labels
+        score = y_max * q / 4
+        y = int(round(y1 - plot_h * q / 4))
+        cv2.line(image, (x0, y), (x1, y), grid, 1)
+        cv2.putText(image, f"{score:g}", (8, y + 4), font, 0.4, black, 1, cv2.LINE_AA)
+    for t in np.arange(0.0, duration + 1e-9, _tick_step(duration)):  # time ticks
         x = to_x(float(t))
-        cv2.line(image, (x, y1), (x, y1 + 4), black, 1)
-        cv2.putText(image, _clock(float(t)), (x - 14, y1 + strip_h + 18), font, 0.4, black, 1,
+        cv2.line(image, (x, y1 + strip_h + 2), (x, y1 + strip_h + 6), black, 1)
+        label = _clock(float(t))
+        (w, _), _ = cv2.getTextSize(label, font, 0.4, 1)
+        cv2.putText(image, label, (x - w // 2, y1 + strip_h + 20), font, 0.4, black, 1,
                     cv2.LINE_AA)  # fmt: skip
     cv2.rectangle(image, (x0, y0), (x1, y1), black, 1)
+    for begin, end, name, _ in segments:  # the strip of top classes
+        colour = colour_of.get(timeline.classes.index(name), other)
+        cv2.rectangle(image, (to_x(begin), y1 + 2), (to_x(end), y1 + strip_h), colour, -1)
     centres = (timeline.starts + timeline.ends) / 2.0 / timeline.fps  # [windows] seconds
-    winners = np.argmax(timeline.probs, axis=1)
-    for rank, c in enumerate(shown):
-        colour = _COLOURS[rank % len(_COLOURS)]
-        points = np.stack(
-            [[to_x(float(t)) for t in centres], y1 - (y1 - y0) * timeline.probs[:, c]], axis=1
-        )  # [windows, 2]
-        cv2.polylines(image, [np.round(points).astype(np.int32)], False, colour, 2, cv2.LINE_AA)
-        for i in np.nonzero(winners == c)[0]:  # the strip: this class won these windows
-            start = to_x(float(timeline.starts[i]) / timeline.fps)
-            step_end = timeline.starts[i + 1] if i + 1 < len(timeline.starts) else timeline.ends[i]
-            end = max(start + 1, to_x(float(step_end) / timeline.fps))
-            cv2.rectangle(image, (start, y1 + 2), (end, y1 + strip_h), colour, -1)
+    xs = np.array([to_x(float(t)) for t in centres], np.float64)
+    labels = [timeline.classes[k] for k in shown] + (["other classes"] if has_other else [])
+    colours = [colour_of[k] for k in shown] + ([other] if has_other else [])
+    for rank, (label, colour) in enumerate(zip(labels, colours, strict=True)):
+        if rank < len(shown):
+            ys = y1 - plot_h * np.minimum(timeline.probs[:, shown[rank]] / y_max, 1.0)
+            points = np.round(np.stack([xs, ys], axis=1)).astype(np.int32)  # [windows, 2]
+            cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)
         y = legend_top + 22 * rank
         cv2.rectangle(image, (x0, y - 10), (x0 + 24, y + 2), colour, -1)
-        cv2.putText(image, timeline.classes[c], (x0 + 32, y), font, 0.5, black, 1, cv2.LINE_AA)
-    title = f"{os.path.basename(timeline.path)}: window {timeline.config.window_seconds:g} s, "
-    title += f"stride {timeline.config.stride_seconds:g} s, top class per window below the plot"
-    cv2.putText(image, title, (x0, legend_top - 18), font, 0.45, black, 1, cv2.LINE_AA)
+        cv2.putText(image, label, (x0 + 32, y), font, 0.5, black, 1, cv2.LINE_AA)
     return image
 
 
@@ -466,7 +475,7 @@ def write_outputs(timeline: Timeline, out_dir: str) -> dict[str, str]:
     paths = {kind: f"{stem}.timeline.{kind}" for kind in ("json", "csv", "png")}
     write_json(timeline, paths["json"])
     write_csv(timeline, paths["csv"])
-    if not cv2.imwrite(paths["png"], render_plot(timeline)):
+    if not cv2.imwrite(paths["png"], render_plot(timeline), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"OpenCV could not write {paths['png']}")
     return paths
 
@@ -502,20 +511,24 @@ def run(
 
 
 def top_segments(timeline: Timeline) -> list[tuple[float, float, str, float]]:
-    """Runs of consecutive windows with the same top class: (start s, end s, class, max score)."""
+    """Runs of consecutive windows with the same top class: (start s, end s, class, max score).
+
+    The runs tile the scored time: a run ends half-way between the centre of its last window
+    and the centre of the next run's first window (the first starts at 0, the last ends with
+    its last window), so overlapping windows do not give overlapping runs.
+    """
     winners = np.argmax(timeline.probs, axis=1)
+    centres = (timeline.starts + timeline.ends) / 2.0 / timeline.fps  # [windows] seconds
     runs: list[tuple[float, float, str, float]] = []
-    begin = 0
+    begin, begin_time = 0, float(timeline.starts[0]) / timeline.fps
     for i in range(1, len(winners) + 1):
         if i == len(winners) or winners[i] != winners[begin]:
             c = int(winners[begin])
-            runs.append(
-                (
-                    float(timeline.starts[begin]) / timeline.fps,
-                    float(timeline.ends[i - 1]) / timeline.fps,
-                    timeline.classes[c],
-                    float(timeline.probs[begin:i, c].max()),
-                )
-            )
-            begin = i
+            if i == len(winners):
+                end_time = float(timeline.ends[-1]) / timeline.fps
+            else:
+                end_time = float(centres[i - 1] + centres[i]) / 2.0
+            score = float(timeline.probs[begin:i, c].max())
+            runs.append((begin_time, end_time, timeline.classes[c], score))
+            begin, begin_time = i, end_time
     return runs
