@@ -487,6 +487,16 @@ def test_kinetics_classes_come_from_train_csv_whatever_is_on_disk(tmp_path):
         splits.load_split("kinetics", root, split_dir=split_dir, require_all=True)
 
 
+def test_kinetics_without_test_csv(tmp_path):
+    root, split_dir = _kinetics(tmp_path)
+    os.remove(os.path.join(split_dir, "test.csv"))  # optional: only prediction uses it
+    result = splits.load_split("kinetics", root, split_dir=split_dir)
+    assert (result.listed, result.unlabelled) == ({"train": 6, "test": 3}, [])
+    assert "found on disk: train 4 of 6 listed, test 2 of 3 listed\n" in (
+        splits.format_split_summary(result)
+    )
+
+
 @pytest.mark.parametrize(
     "name, text, expected",
     [
@@ -504,6 +514,11 @@ def test_kinetics_classes_come_from_train_csv_whatever_is_on_disk(tmp_path):
             "validate.csv",
             "label,youtube_id,time_start,time_end,split\nair drumming,v9,0.5,10,val\n",
             "validate.csv:2: time_start '0.5' is not a whole number",
+        ),
+        (
+            "validate.csv",
+            "label,youtube_id,time_start,time_end,split\nair drumming,v9,0,inf,val\n",
+            "validate.csv:2: time_end 'inf' is not a whole number",
         ),
         (
             "validate.csv",

@@ -69,6 +69,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import posixpath
 import re
@@ -536,7 +537,7 @@ def _whole_seconds(text: str, column: str, path: str, lineno: int) -> int:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (value >= 0 and value == int(value)):
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
         raise _line_error(
             path, lineno, f"{column} '{text}' is not a whole number of seconds >= 0; fix the row"
         )
@@ -619,7 +620,7 @@ class _Found:
         self.lists: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
         self.unlabelled: list[str] = []
         self.not_found: list[str] = []
-        self.listed = {"train": 0, "test": 0, "unlabelled": 0}
+        self.listed = {"train": 0, "test": 0}  # "unlabelled" once that list is read
         self._seen: dict[str, str] = {}  # rel path or clip -> "<file>:<line>" of its first use
 
     def add(self, subset: str, key: str, rel: str | None, label: int, where: str) -> None:
@@ -633,7 +634,7 @@ class _Found:
         self._seen[key] = where
         if rel is not None:
             self._seen[rel] = where
-        self.listed[subset] += 1
+        self.listed[subset] = self.listed.get(subset, 0) + 1
         if rel is None:
             if subset != "unlabelled":
                 self.not_found.append(f"{where}: {key}")
@@ -690,6 +691,7 @@ def _load_kinetics(video_root: str, split_dir: str) -> Split:
     for subset, path, rows in lists:
         if rows is None:
             rows = _read_kinetics_csv(path, labelled=subset != "unlabelled")
+        found.listed.setdefault(subset, 0)
         for row in rows:
             label = -1
             if subset != "unlabelled":
@@ -783,6 +785,7 @@ def _load_ssv2(video_root: str, split_dir: str) -> Split:
         entries = _read_json(path)
         if not isinstance(entries, list):
             raise ValueError(f"{path}: expected a list of {{id, template, ...}}; fix the file")
+        found.listed.setdefault(subset, 0)
         for number, entry in enumerate(entries, start=1):
             where = f"{path}: entry {number}"
             if not isinstance(entry, dict) or not str(entry.get("id", "")).strip():
@@ -927,7 +930,11 @@ def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | 
         lines.append(
             "found on disk: "
             + ", ".join(f"{name} {found[name]} of {n} listed" for name, n in split.listed.items())
-            + (" (unlabelled: the test list without labels, for predict)")
+            + (
+                " (unlabelled: the test list without labels)"
+                if "unlabelled" in split.listed
+                else ""
+            )
         )
     if num <= max_classes:
         lines.append("  label  train   test  class")
