@@ -304,15 +304,17 @@ def score_timeline(
     for convert_config, members in predict.group_models(scorers, config.num_segments, **overrides):
         stream = WindowStream(path, convert_config, config, progress)
         batch: list[tuple[int, dict[str, bytes]]] = []
+        windows = 0
         for start, end, examples in stream:
             bounds[start] = end
+            windows += 1
             batch.append((start, examples))
             if len(batch) == WINDOWS_PER_PASS:
                 _score(batch, scorers, members, config, probs)
                 batch = []
         if batch:
             _score(batch, scorers, members, config, probs)
-        if not bounds:  # shorter than one window: the whole video is the window, as predict
+        if not windows:  # shorter than one window: the whole video is the window, as predict
             job = convert.VideoJob(path, os.path.basename(path), 0, "")
             result = convert.convert_video(job, convert_config)
             if result.examples is None:
@@ -500,6 +502,10 @@ def run(
             timeline = score_timeline(path, scorers, weights, config, progress, **overrides)
         except video_lib.DecodeError as e:
             print(f"{path}\n  could not be read: {e.reason}")
+            failed += 1
+            continue
+        except cv2.error as e:  # e.g. flow on a damaged frame, as the converter records it
+            print(f"{path}\n  could not be read: OpenCV error: {str(e).strip().splitlines()[-1]}")
             failed += 1
             continue
         print(path)
