@@ -105,9 +105,15 @@ def setup(tmp_path_factory):
 SETTINGS = timeline.TimelineConfig(window_seconds=1.0, stride_seconds=0.4, num_segments=4)
 
 
-def test_top_class_changes_at_the_cut(setup):
-    scorer = setup["scorer"]
-    result = timeline.score_timeline(setup["video"], [scorer], config=SETTINGS, progress=False)
+@pytest.fixture(scope="module")
+def scored(setup):
+    return timeline.score_timeline(
+        setup["video"], [setup["scorer"]], config=SETTINGS, progress=False
+    )
+
+
+def test_top_class_changes_at_the_cut(scored):
+    result = scored
     # W = 25 frames, S = 10: every window that fits in 150 frames.
     np.testing.assert_array_equal(result.starts, np.arange(0, 130, 10))
     np.testing.assert_array_equal(result.ends, np.arange(0, 130, 10) + 25)
@@ -136,9 +142,8 @@ def test_windows_stream_with_a_bounded_number_open(setup):
     assert (stream.fps, stream.num_frames, stream.max_open) == (FPS, 150, 3)  # ceil(25 / 10)
 
 
-def test_a_window_scores_as_predict_scores_the_video_cut_to_it(setup, tmp_path):
-    scorer = setup["scorer"]
-    result = timeline.score_timeline(setup["video"], [scorer], config=SETTINGS, progress=False)
+def test_a_window_scores_as_predict_scores_the_video_cut_to_it(setup, scored, tmp_path):
+    scorer, result = setup["scorer"], scored
     for i in (0, 6):  # a red window, and the one across the cut
         start, end = int(result.starts[i]), int(result.ends[i])
         cut = str(tmp_path / f"cut{i}.avi")
