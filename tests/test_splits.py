@@ -425,7 +425,7 @@ KINETICS_DISK = (
     'Train/say "cheese"/q4_000007_000017.mp4',  # folder case differs
     "train/other class/z3_000030_000040.mp4",
     "validate/air drumming/v1_000001_000011.mp4",
-    "v2_000000_000010.mp4",
+    "videos_val/v2_000000_000010.mp4",  # mmaction2's layout
     "test/t1_000000_000010.mp4",
 )
 
@@ -458,7 +458,7 @@ def test_kinetics(tmp_path, val_name):
     ]
     assert rows(result.test) == [
         ("validate/air drumming/v1_000001_000011.mp4", 0),
-        ("v2_000000_000010.mp4", 2),
+        ("videos_val/v2_000000_000010.mp4", 2),
     ]
     assert result.unlabelled == [
         os.path.join(os.path.abspath(root), "test", "t1_000000_000010.mp4")

@@ -19,7 +19,7 @@ Six layouts, one result (`Split`):
           the same whatever part of the dataset is on disk. A video is the first of
           <video_root>[/<split>][/<label>]/<youtube_id>_<start:06d>_<end:06d>.<ext> or
           .../<youtube_id>.<ext> that exists (<split> as in the row, or train / val, validate /
-          test; <label> as written or with '_' for spaces; any VIDEO_EXTENSIONS; folder names
+          test, or mmaction2's videos_train / videos_val; <label> as written or with '_' for spaces; any VIDEO_EXTENSIONS; folder names
           compare case-insensitively).
   ssv2    something-something-v2-labels.json ({template: index}), -train.json and
           -validation.json (lists of {id, template, label, placeholders}) and -test.json ({id};
@@ -509,11 +509,12 @@ def _load_csv(video_root: str, csv_path: str, test_fraction: float) -> Split:
 # ------------------------------------------------------------------------------------ Kinetics
 
 _KINETICS_TEST_CSVS = ("validate.csv", "val.csv", "validation.csv")
-# Folder names a downloader may give each list's videos (the CSV's split column, spelled out).
+# Folder names a downloader may give each list's videos (the CSV's split column, spelled out;
+# videos_train / videos_val is mmaction2's layout).
 _SPLIT_FOLDERS = {
-    "train": ("train", "training"),
-    "test": ("val", "validate", "validation"),
-    "unlabelled": ("test", "testing"),
+    "train": ("train", "training", "videos_train"),
+    "test": ("val", "validate", "validation", "videos_val"),
+    "unlabelled": ("test", "testing", "videos_test"),
 }
 
 
