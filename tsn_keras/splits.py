@@ -19,8 +19,8 @@ Six layouts, one result (`Split`):
           the same whatever part of the dataset is on disk. A video is the first of
           <video_root>[/<split>][/<label>]/<youtube_id>_<start:06d>_<end:06d>.<ext> or
           .../<youtube_id>.<ext> that exists (<split> as in the row, or train / val, validate /
-          test, or mmaction2's videos_train / videos_val; <label> as written or with '_' for spaces; any VIDEO_EXTENSIONS; folder names
-          compare case-insensitively).
+          test, or mmaction2's videos_train / videos_val; <label> as written or with '_' for
+          spaces; any VIDEO_EXTENSIONS; folder names compare case-insensitively).
   ssv2    something-something-v2-labels.json ({template: index}), -train.json and
           -validation.json (lists of {id, template, label, placeholders}) and -test.json ({id};
           unlabelled, for prediction only) in <split_dir> (default <video_root>/labels); the
