@@ -43,10 +43,12 @@ blank lines, backslashes as separators, and names whose case differs from the di
 case-insensitively, one directory listing per folder (cached).
 
 Errors (a malformed line, an unknown class, a bad label, a path that leaves video_root,
-the same video listed twice) raise ValueError("<file>:<line>: <what is wrong>; <what to do>").
-A video that is not on disk does not raise: it stays in its list, with the path it would have,
-and is reported in `Split.missing` as "<file>:<line>: <path>" (the converter records it as a
-failure; the command line exits with status 1).
+the same video listed twice) raise ValueError("<file>:<line>: <what is wrong>; <what to do>";
+JSON files name the entry and its id). A ucf101, hmdb51 or csv video that is not on disk does
+not raise: it stays in its list, with the path it would have, and is reported in
+`Split.missing` as "<file>:<line>: <path>" (the converter records it as a failure; the command
+line exits with status 1); for kinetics and ssv2 see above. `require_all` turns either into a
+ValueError that counts them.
 
 The hash split (folder, csv) puts a video in the test set when
 sha1(key) mod 10000 < round(test_fraction * 10000), where key is the lowercased relative path;
