@@ -35,7 +35,7 @@ def _write_ffv1(path, frames):
     writer.release()
 
 
-def _colour_model() -> tuple:
+def _colour_model() -> tuple[keras.Model, TSNConfig]:
     """The tiny TSN whose logits read the blob's colour (see the module docstring)."""
     config = TSNConfig(
         num_classes=2, modality="rgb", backbone="tiny", input_size=32, snippet_length=1,
@@ -52,9 +52,7 @@ def _colour_model() -> tuple:
         kernel = np.zeros((3, 3, cin, cout), np.float32)
         kernel[:, :, 0, 0] = kernel[:, :, 1, 1] = 1 / 9  # carry both channels on, averaged
         weights[name] = kernel
-    found = {}
-    for layer in _all_layers(model):
-        found[layer.name] = layer
+    found = {layer.name: layer for layer in _all_layers(model)}  # the backbone is nested
     for name, kernel in weights.items():
         layer = found[name]
         layer.kernel.assign(kernel)
