@@ -550,6 +550,13 @@ def test_kinetics_command_line(tmp_path, capsys):
     assert "classes: 4\ntrain videos: 4\ntest videos: 2\n" in out
     assert f"  {split_dir}/train.csv:6: gone1_000000_000010\n" in out
     assert splits.main([*argv, "--require_all"]) == 1
+    listing = tmp_path / "unlabelled.txt"
+    assert splits.main([*argv, f"--unlabelled_out={listing}"]) == 0
+    assert listing.read_text() == os.path.join(
+        os.path.abspath(root), "test", "t1_000000_000010.mp4\n"
+    )
+    assert splits.main([*argv, f"--unlabelled_out={tmp_path}/no/such/dir.txt"]) == 1
+    assert "error: --unlabelled_out" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ SSv2

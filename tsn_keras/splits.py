@@ -1006,6 +1006,13 @@ def main(argv: list[str] | None = None) -> int:
     flags.DEFINE_bool(
         "list_all", False, "Name every video not found (default: the first 20).", flag_values=fv
     )
+    flags.DEFINE_string(
+        "unlabelled_out",
+        None,
+        "kinetics, ssv2: write the paths of the unlabelled test videos on disk here, one a line "
+        "(for tsn_keras.predict).",
+        flag_values=fv,
+    )
     flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
     usage = f"usage: python -m tsn_keras.splits --dataset D --video_root R [flags]\n\n{__doc__}"
     try:
@@ -1034,6 +1041,14 @@ def main(argv: list[str] | None = None) -> int:
         header += f", hash split with test_fraction {fv.test_fraction:g}"
     print(header)
     print(format_split_summary(split, max_listed=None if fv.list_all else 20))
+    if fv.unlabelled_out:
+        try:
+            with open(fv.unlabelled_out, "w", encoding="utf-8") as f:
+                f.writelines(f"{path}\n" for path in split.unlabelled)
+        except OSError as e:
+            print(f"error: --unlabelled_out {fv.unlabelled_out}: {e.strerror}", file=sys.stderr)
+            return 1
+        print(f"unlabelled videos: {len(split.unlabelled)} paths written to {fv.unlabelled_out}")
     if split.missing or (fv.require_all and split.not_found):
         return 1
     return 0
