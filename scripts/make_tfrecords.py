@@ -22,8 +22,9 @@ from tsn_keras import convert, splits
 from tsn_keras.flow import ALGORITHMS, DIS_PRESETS
 from tsn_keras.records import MODALITIES
 
-_DATASET = flags.DEFINE_enum(
-    "dataset", None, ["ucf101", "hmdb51", "folder", "csv"], "Dataset layout."
+_DATASET = flags.DEFINE_enum("dataset", None, list(splits.DATASETS), "Dataset layout.")
+_REQUIRE_ALL = flags.DEFINE_bool(
+    "require_all", False, "Stop if a listed video is not on disk (kinetics, ssv2 skip those)."
 )
 _VIDEO_ROOT = flags.DEFINE_string("video_root", None, "Folder holding the videos.")
 _SPLIT_DIR = flags.DEFINE_string("split_dir", None, "Folder of the split files (ucf101/hmdb51).")
@@ -87,6 +88,7 @@ def main(argv):
         split=_SPLIT.value,
         csv_path=_CSV.value,
         test_fraction=_TEST_FRACTION.value,
+        require_all=_REQUIRE_ALL.value,
     )
     pairs = {"train": split.train, "test": split.test}
     subsets = {

@@ -129,6 +129,11 @@ LINE_1 = "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
             "trainlist01.txt:1: label 1 (ApplyEyeMakeup) disagrees with the folder 'Basketball'",
         ),
         (
+            "trainlist01.txt",  # a labelled train line in a folder classInd.txt does not know
+            LINE_1 + "Zed/z1.avi 1\r\n",
+            "trainlist01.txt:2: unknown class folder 'Zed' (not in classInd.txt)",
+        ),
+        (
             "testlist01.txt",
             "\r\nJuggling/v_Juggling_g01_c01.avi\r\n",
             "testlist01.txt:2: unknown class 'Juggling' (not in classInd.txt)",
@@ -378,10 +383,261 @@ def test_csv_bad_lines(tmp_path, line, expected):
     assert str(info.value).startswith(os.path.join(str(tmp_path), expected))
 
 
+EVERY_CONTAINER = (".ogg", ".ogv", ".gif", ".3gp", ".wmv", ".ts", ".mts", ".m2ts", ".vob")
+
+
+def test_folder_takes_every_container_and_names_the_files_it_ignores(tmp_path, capsys):
+    root = str(tmp_path / "videos")
+    videos = [f"jump/clip{ext}" for ext in EVERY_CONTAINER] + ["run/a.MP4"]
+    _touch(root, *videos, "jump/notes.txt", "run/sub/readme.TXT", "run/meta.json", "run/.DS_Store")
+    result = splits.load_split("folder", root, test_fraction=0.0)
+    assert result.classes == ["jump", "run"]
+    assert sorted(splits.video_id(p, root) for p, _ in result.train) == sorted(videos)
+    assert result.ignored == {".txt": 2, ".json": 1}
+    line = "ignored 3 files: .txt 2, .json 1"
+    assert line in splits.format_split_summary(result).splitlines()
+    assert splits.main(["splits", "--dataset=folder", f"--video_root={root}"]) == 0
+    assert line in capsys.readouterr().out.splitlines()
+
+
+# -------------------------------------------------------------------------------------- Kinetics
+
+KINETICS_TRAIN = (  # the official header with is_cc; labels with spaces, commas and quotes
+    "label,youtube_id,time_start,time_end,split,is_cc\r\n"
+    "air drumming,-abc_123XY,10,20,train,0\r\n"
+    '"passing American football (in game)",x1,0,10,train,0\r\n'
+    '"tying knot (not on a tie, eg) bowtie",y2,5,15,train,1\r\n'
+    '"say ""cheese""",q4,7,17,train,0\r\n'
+    "air drumming,gone1,0,10,train,0\r\n"  # not downloaded
+    "air drumming,z3,30,40,train,0\r\n"  # only in another class's folder
+)
+KINETICS_VAL = (  # no is_cc column, split spelled "validate"
+    "label,youtube_id,time_start,time_end,split\n"
+    "air drumming,v1,1,11,validate\n"
+    '"say ""cheese""",v2,0,10,validate\n'
+    "air drumming,gone2,0,10,validate\n"
+)
+KINETICS_TEST = "youtube_id,time_start,time_end,split\nt1,0,10,test\nt2,3,13,test\n"
+KINETICS_DISK = (
+    "train/air drumming/-abc_123XY_000010_000020.mp4",
+    "train/passing_American_football_(in_game)/x1_000000_000010.mkv",  # '_' for spaces
+    "y2.webm",  # <youtube_id>.<ext> at the root
+    'Train/say "cheese"/q4_000007_000017.mp4',  # folder case differs
+    "train/other class/z3_000030_000040.mp4",
+    "validate/air drumming/v1_000001_000011.mp4",
+    "videos_val/v2_000000_000010.mp4",  # mmaction2's layout
+    "test/t1_000000_000010.mp4",
+)
+
+
+def _kinetics(tmp_path, val=KINETICS_VAL, val_name="validate.csv", train=KINETICS_TRAIN):
+    root, split_dir = str(tmp_path / "kinetics400"), str(tmp_path / "annotations")
+    _touch(root, *KINETICS_DISK)
+    _write(os.path.join(split_dir, "train.csv"), train, bom=True)
+    _write(os.path.join(split_dir, val_name), val)
+    _write(os.path.join(split_dir, "test.csv"), KINETICS_TEST)
+    return root, split_dir
+
+
+@pytest.mark.parametrize("val_name", ["validate.csv", "val.csv"])
+def test_kinetics(tmp_path, val_name):
+    root, split_dir = _kinetics(tmp_path, val_name=val_name)
+    result = splits.load_split("kinetics", root, split_dir=split_dir)
+    assert result.classes == [
+        "air drumming",
+        "passing American football (in game)",
+        'say "cheese"',
+        "tying knot (not on a tie, eg) bowtie",
+    ]
+    rows = lambda pairs: [(splits.video_id(p, root), label) for p, label in pairs]  # noqa: E731
+    assert rows(result.train) == [
+        ("train/air drumming/-abc_123XY_000010_000020.mp4", 0),
+        ("train/passing_American_football_(in_game)/x1_000000_000010.mkv", 1),
+        ("y2.webm", 3),
+        ('Train/say "cheese"/q4_000007_000017.mp4', 2),
+    ]
+    assert rows(result.test) == [
+        ("validate/air drumming/v1_000001_000011.mp4", 0),
+        ("videos_val/v2_000000_000010.mp4", 2),
+    ]
+    assert result.unlabelled == [
+        os.path.join(os.path.abspath(root), "test", "t1_000000_000010.mp4")
+    ]
+    train_csv = os.path.join(split_dir, "train.csv")
+    assert result.not_found == [
+        f"{train_csv}:6: gone1_000000_000010",
+        f"{train_csv}:7: z3_000030_000040",
+        f"{os.path.join(split_dir, val_name)}:4: gone2_000000_000010",
+    ]
+    assert result.listed == {"train": 6, "test": 3, "unlabelled": 2}
+    assert result.missing == []
+    summary = splits.format_split_summary(result)
+    assert "found on disk: train 4 of 6 listed, test 2 of 3 listed, unlabelled 1 of 2" in summary
+    assert "not found (left out; not downloaded?): 3" in summary
+
+
+def test_kinetics_classes_come_from_train_csv_whatever_is_on_disk(tmp_path):
+    root, split_dir = _kinetics(tmp_path)
+    for rel in KINETICS_DISK:
+        os.remove(os.path.join(root, *rel.split("/")))
+    result = splits.load_split("kinetics", root, split_dir=split_dir)
+    assert len(result.classes) == 4 and (result.train, result.test) == ([], [])
+    assert len(result.not_found) == 9
+    with pytest.raises(ValueError, match=r"^9 listed videos are not on disk .*require_all"):
+        splits.load_split("kinetics", root, split_dir=split_dir, require_all=True)
+
+
+def test_kinetics_without_test_csv(tmp_path):
+    root, split_dir = _kinetics(tmp_path)
+    os.remove(os.path.join(split_dir, "test.csv"))  # optional: only prediction uses it
+    result = splits.load_split("kinetics", root, split_dir=split_dir)
+    assert (result.listed, result.unlabelled) == ({"train": 6, "test": 3}, [])
+    assert "found on disk: train 4 of 6 listed, test 2 of 3 listed\n" in (
+        splits.format_split_summary(result)
+    )
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        (
+            "validate.csv",
+            "youtube_id,time_start,time_end\n",
+            "validate.csv:1: the header has no label",
+        ),
+        (
+            "validate.csv",
+            "label,youtube_id,time_start,time_end,split\nswimming,v9,0,10,validate\n",
+            "validate.csv:2: class 'swimming' is not in train.csv",
+        ),
+        (
+            "validate.csv",
+            "label,youtube_id,time_start,time_end,split\nair drumming,v9,0.5,10,val\n",
+            "validate.csv:2: time_start '0.5' is not a whole number",
+        ),
+        (
+            "validate.csv",
+            "label,youtube_id,time_start,time_end,split\nair drumming,v9,0,inf,val\n",
+            "validate.csv:2: time_end 'inf' is not a whole number",
+        ),
+        (
+            "validate.csv",
+            "label,youtube_id,time_start,time_end,split\nair drumming, tying,v9,0,10,val\n",
+            "validate.csv:2: expected 5 comma-separated fields as in the header, got 6",
+        ),
+        (
+            "validate.csv",
+            "label,youtube_id,time_start,time_end,split\nair drumming,x1,0,10,val\n",
+            "validate.csv:2: 'x1_000000_000010' is already listed at {split_dir}/train.csv:3",
+        ),
+        ("train.csv", "label,youtube_id,time_start,time_end\n", "train.csv: no rows"),
+    ],
+)
+def test_kinetics_bad_rows_name_file_and_line(tmp_path, name, text, expected):
+    root, split_dir = _kinetics(tmp_path)
+    _write(os.path.join(split_dir, name), text)
+    with pytest.raises(ValueError) as info:
+        splits.load_split("kinetics", root, split_dir=split_dir)
+    assert str(info.value).startswith(os.path.join(split_dir, name)), str(info.value)
+    assert expected.replace("{split_dir}", split_dir) in str(info.value)
+
+
+def test_kinetics_command_line(tmp_path, capsys):
+    root, split_dir = _kinetics(tmp_path)
+    argv = ["splits", "--dataset=kinetics", f"--video_root={root}", f"--split_dir={split_dir}"]
+    assert splits.main(argv) == 0  # an incomplete download is normal
+    out = capsys.readouterr().out
+    assert "classes: 4\ntrain videos: 4\ntest videos: 2\n" in out
+    assert f"  {split_dir}/train.csv:6: gone1_000000_000010\n" in out
+    assert splits.main([*argv, "--require_all"]) == 1
+    listing = tmp_path / "unlabelled.txt"
+    assert splits.main([*argv, f"--unlabelled_out={listing}"]) == 0
+    assert listing.read_text() == os.path.join(
+        os.path.abspath(root), "test", "t1_000000_000010.mp4\n"
+    )
+    assert splits.main([*argv, f"--unlabelled_out={tmp_path}/no/such/dir.txt"]) == 1
+    assert "error: --unlabelled_out" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ SSv2
+
+SSV2_LABELS = {
+    "Moving something from left to right": "0",
+    "Moving something from right to left": "1",
+    "Putting something on a surface": "2",
+}
+SSV2_TRAIN = [
+    {"id": "78687", "label": "moving pen from left to right",
+     "template": "Moving [something] from left to right", "placeholders": ["pen"]},
+    {"id": "42326", "label": "putting a cup on a table",
+     "template": "Putting [something] on a surface", "placeholders": ["a cup"]},
+    {"id": "100", "label": "moving box from right to left",
+     "template": "Moving [something] from right to left", "placeholders": ["box"]},
+]  # fmt: skip
+SSV2_VAL = [{"id": "74225", "template": "Moving [Something] from right to left"}]  # case differs
+SSV2_TEST = [{"id": "1420"}, {"id": "1421"}]
+
+
+def _ssv2(tmp_path, **override):
+    import json
+
+    root = str(tmp_path / "20bn-something-something-v2")
+    split_dir = os.path.join(root, "labels")  # the default split_dir
+    _touch(root, "78687.webm", "42326.webm", "74225.webm", "1420.webm", "notes.txt")
+    files = {"labels": SSV2_LABELS, "train": SSV2_TRAIN, "validation": SSV2_VAL, "test": SSV2_TEST}
+    files.update(override)
+    for kind, obj in files.items():
+        text = obj if isinstance(obj, str) else json.dumps(obj, indent=1)
+        _write(os.path.join(split_dir, f"something-something-v2-{kind}.json"), text)
+    return root, split_dir
+
+
+def test_ssv2(tmp_path):
+    root, split_dir = _ssv2(tmp_path)
+    result = splits.load_split("ssv2", root)
+    assert result.classes == list(SSV2_LABELS)
+    assert [(splits.video_id(p, root), label) for p, label in result.train] == [
+        ("78687.webm", 0),
+        ("42326.webm", 2),
+    ]
+    assert [(splits.video_id(p, root), label) for p, label in result.test] == [("74225.webm", 1)]
+    assert result.unlabelled == [os.path.join(os.path.abspath(root), "1420.webm")]
+    train_json = os.path.join(split_dir, "something-something-v2-train.json")
+    assert result.not_found == [f"{train_json}: entry 3 (id 100): 100"]
+    assert result.listed == {"train": 3, "test": 1, "unlabelled": 2}
+    assert splits.ssv2_class_name("Putting [something] on [something]") == (
+        "Putting something on something"
+    )
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            {"train": [{"id": "1", "template": "Juggling [something]"}]},
+            "-train.json: entry 1 (id 1): class 'Juggling something' is not in "
+            "something-something-v2-labels.json",
+        ),
+        ({"train": [{"template": "x"}]}, "-train.json: entry 1: has no 'id'"),
+        ({"validation": [{"id": "7"}]}, "-validation.json: entry 1 (id 7): has no 'template'"),
+        ({"train": '[\n {"id": "1",,}\n]'}, "-train.json:2: not valid JSON"),
+        ({"labels": {"A": "0", "B": "2"}}, "-labels.json: indices must be 0..1 without gaps"),
+    ],
+)
+def test_ssv2_bad_files_name_file_and_entry(tmp_path, override, expected):
+    root, split_dir = _ssv2(tmp_path, **override)
+    with pytest.raises(ValueError) as info:
+        splits.load_split("ssv2", root, split_dir=split_dir)
+    assert str(info.value).startswith(split_dir), str(info.value)
+    assert expected in str(info.value)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(dataset="kinetics"), "dataset must be one of"),
+        (dict(dataset="movies"), "dataset must be one of"),
+        (dict(dataset="kinetics"), "split_dir is not set"),
+        (dict(dataset="ssv2", split_dir="nowhere"), "split_dir nowhere is not a folder"),
         (dict(video_root="nowhere"), "is not a folder; set video_root"),
         (dict(dataset="ucf101", split=4), "split must be 1, 2 or 3"),
         (dict(dataset="ucf101"), "split_dir is not set"),

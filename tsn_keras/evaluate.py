@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import augment, cli, fuse, input_pipeline, metrics, records, sampling
+from tsn_keras import augment, cli, convert, flow, fuse, input_pipeline, metrics, records, sampling
 from tsn_keras.models import preprocess_input
 
 
@@ -108,6 +108,47 @@ def load_scorer(path: str) -> Scorer:
         return tf.cast(model(x, training=False), tf.float32)
 
     return Scorer(info, run_keras, path)
+
+
+def conversion_config(scorer: Scorer, num_snippets: int, **overrides) -> dict:
+    """The converter settings that reproduce the model's training records, as a dict.
+
+    An export records the settings of the records it was trained on; an old or hand-made
+    model without them gets the converter's defaults for its modality.
+    """
+    base = dict(scorer.info.conversion or {})
+    if not base:
+        base = dataclasses.asdict(convert.ConvertConfig())
+    base.update(num_snippets=num_snippets, snippet_length=scorer.info.snippet_length)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    base["modalities"] = (scorer.info.modality,)
+    return base
+
+
+def _make_config(settings: dict) -> convert.ConvertConfig:
+    settings = dict(settings)
+    if isinstance(settings.get("warp"), dict):
+        settings["warp"] = flow.WarpSettings(**settings["warp"])
+    settings["modalities"] = tuple(settings["modalities"])
+    return convert.ConvertConfig(**settings)
+
+
+def group_models(
+    scorers: Sequence[Scorer], num_snippets: int, **overrides
+) -> list[tuple[convert.ConvertConfig, list[int]]]:
+    """Models that need the same conversion share one decode: (config, model indices) list."""
+    groups: dict[str, tuple[dict, list[int]]] = {}
+    for i, scorer in enumerate(scorers):
+        settings = conversion_config(scorer, num_snippets, **overrides)
+        key = json.dumps({k: v for k, v in settings.items() if k != "modalities"}, sort_keys=True)
+        if key in groups:
+            mods = list(groups[key][0]["modalities"])
+            if scorer.info.modality not in mods:
+                groups[key][0]["modalities"] = tuple(mods + [scorer.info.modality])
+            groups[key][1].append(i)
+        else:
+            groups[key] = (settings, [i])
+    return [(_make_config(s), idx) for s, idx in groups.values()]
 
 
 def test_views(

@@ -14,11 +14,14 @@ weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
 Prints the top-5 classes with probabilities per video; --json writes, for each video, its
 path and `top5` as [class, probability] pairs (plus each stream's top-5), or its error. A
 video that cannot be decoded is reported and skipped; the exit status is then 1.
+
+--timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
+window a TSN clip of --num_segments snippets, frames streamed) and writes per video a JSON, a
+CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -31,47 +34,6 @@ from absl import flags
 from tsn_keras import cli, convert, evaluate, flow, fuse
 
 VIDEOS_PER_PASS = 64  # videos converted and held (~2 MB each at 25 snippets) per scoring pass
-
-
-def conversion_config(scorer: evaluate.Scorer, num_snippets: int, **overrides) -> dict:
-    """The converter settings that reproduce the model's training records, as a dict.
-
-    An export records the settings of the records it was trained on; an old or hand-made
-    model without them gets the converter's defaults for its modality.
-    """
-    base = dict(scorer.info.conversion or {})
-    if not base:
-        base = dataclasses.asdict(convert.ConvertConfig())
-    base.update(num_snippets=num_snippets, snippet_length=scorer.info.snippet_length)
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    base["modalities"] = (scorer.info.modality,)
-    return base
-
-
-def _make_config(settings: dict) -> convert.ConvertConfig:
-    settings = dict(settings)
-    if isinstance(settings.get("warp"), dict):
-        settings["warp"] = flow.WarpSettings(**settings["warp"])
-    settings["modalities"] = tuple(settings["modalities"])
-    return convert.ConvertConfig(**settings)
-
-
-def group_models(
-    scorers: Sequence[evaluate.Scorer], num_snippets: int, **overrides
-) -> list[tuple[convert.ConvertConfig, list[int]]]:
-    """Models that need the same conversion share one decode: (config, model indices) list."""
-    groups: dict[str, tuple[dict, list[int]]] = {}
-    for i, scorer in enumerate(scorers):
-        settings = conversion_config(scorer, num_snippets, **overrides)
-        key = json.dumps({k: v for k, v in settings.items() if k != "modalities"}, sort_keys=True)
-        if key in groups:
-            mods = list(groups[key][0]["modalities"])
-            if scorer.info.modality not in mods:
-                groups[key][0]["modalities"] = tuple(mods + [scorer.info.modality])
-            groups[key][1].append(i)
-        else:
-            groups[key] = (settings, [i])
-    return [(_make_config(s), idx) for s, idx in groups.values()]
 
 
 def predict_videos(
@@ -108,7 +70,7 @@ def predict_videos(
                 **overrides,
             )
         ]  # fmt: skip
-    groups = group_models(scorers, num_segments, **overrides)
+    groups = evaluate.group_models(scorers, num_segments, **overrides)
     probs = np.zeros((len(paths), len(scorers), len(classes)))  # [videos, models, classes]
     errors: dict[int, str] = {}
     for config, members in groups:
@@ -168,6 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_enum(
         "flow", None, list(flow.ALGORITHMS), "Override the model's flow algorithm.", flag_values=fv
     )
+    flags.DEFINE_bool(
+        "timeline", False, "Score windows along each video (tsn_keras.timeline).", flag_values=fv
+    )
+    flags.DEFINE_float("window_seconds", 5.0, "Timeline: window length.", flag_values=fv)
+    flags.DEFINE_float("stride_seconds", 1.0, "Timeline: time between windows.", flag_values=fv)
+    flags.DEFINE_string(
+        "timeline_dir", "timeline", "Timeline: folder of the JSON, CSV, PNG.", flag_values=fv
+    )
     try:
         videos = cli.parse_flags(fv, argv, __doc__, positional=True)
         if videos is None:
@@ -180,7 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except flags.Error as e:
         return cli.usage_error(e)
     try:
+        if fv.timeline:  # windows along each video instead of one answer per video
+            from tsn_keras import timeline  # its plot and CSV code only when asked for
+
+            config = timeline.TimelineConfig(
+                fv.window_seconds, fv.stride_seconds, fv.num_segments, int(fv.crops), fv.top
+            )  # checked before the models load
         scorers = [evaluate.load_scorer(m) for m in fv.models]
+        if fv.timeline:
+            return timeline.run(
+                videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow
+            )
         results = predict_videos(
             videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top,
             flow_algorithm=fv.flow,
