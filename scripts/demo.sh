@@ -39,8 +39,10 @@ train flow 20 0.2
 
 step "5. evaluate each stream: 25 snippets x 10 crops per test video"
 for m in rgb flow; do
+  # The report goes to a file first: piping it into `head` can end evaluate with a broken pipe.
   $PY -m tsn_keras.evaluate --saved_model "$OUT/runs/$m/export" --records "$OUT/records" \
-    --output_dir "$OUT/runs/$m/eval" --progress=false | head -3
+    --output_dir "$OUT/runs/$m/eval" --progress=false > "$OUT/runs/$m/eval.txt"
+  head -3 "$OUT/runs/$m/eval.txt"
 done
 
 step "6. fuse the two streams' scores (RGB:flow = 1:1.5)"
