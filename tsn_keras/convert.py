@@ -43,9 +43,12 @@ import hashlib
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -81,6 +84,9 @@ class ConvertConfig:
       jpeg_quality: 0-100.
       decode_mode: "auto" (one pass when the container's frame count is right) or "two_pass".
       warp: warped-flow settings.
+      min_decoded_fraction: a video that decodes fewer than this fraction of the frames its
+        container declares is a failure (truncated); above it, a shortfall is stored, warned
+        about and listed in the manifest (`short_videos`).
     """
 
     modalities: tuple[str, ...] = ("rgb", "flow")
@@ -95,6 +101,7 @@ class ConvertConfig:
     jpeg_quality: int = 90
     decode_mode: str = "auto"
     warp: flow_lib.WarpSettings = flow_lib.WarpSettings()
+    min_decoded_fraction: float = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "modalities", records.check_modalities(self.modalities))
@@ -103,8 +110,8 @@ class ConvertConfig:
                 f"--flow must be one of {list(flow_lib.ALGORITHMS)}. "
                 f"Received: {self.flow_algorithm!r}"
             )
-        if self.flow_bound <= 0:
-            raise ValueError(f"--flow_bound must be > 0. Received: {self.flow_bound}")
+        if not (math.isfinite(self.flow_bound) and self.flow_bound > 0):
+            raise ValueError(f"--flow_bound must be a number > 0. Received: {self.flow_bound}")
         if self.num_snippets < 0:
             raise ValueError(f"--snippets must be >= 0 (0 = dense). Received: {self.num_snippets}")
         if self.snippet_length < 1:
@@ -114,6 +121,10 @@ class ConvertConfig:
         if self.decode_mode not in ("auto", "two_pass"):
             raise ValueError(
                 f"decode_mode must be 'auto' or 'two_pass'. Received: {self.decode_mode!r}"
+            )
+        if not 0 <= self.min_decoded_fraction <= 1:  # also refuses nan
+            raise ValueError(
+                f"--min_decoded_fraction must be in [0, 1]. Received: {self.min_decoded_fraction}"
             )
         video_lib.Resize(self.width, self.height, self.short_side)  # validates the size
 
@@ -127,7 +138,11 @@ class ConvertConfig:
 
     def digest(self) -> str:
         """Short hash of every setting (shards made with other settings are not reused)."""
-        return _digest(dataclasses.asdict(self))
+        fields = dataclasses.asdict(self)
+        # Added after folders were converted: left out at its default so those still resume.
+        if self.min_decoded_fraction == 0.5:
+            del fields["min_decoded_fraction"]
+        return _digest(fields)
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,8 @@ class VideoResult:
     Attributes:
       examples: modality -> serialized SequenceExample holding that modality only (and the
         full context), one per `ConvertConfig.modalities`; None when the video failed.
+      num_frames: frames that decoded.
+      declared_frames: the frame count the container declares (0 = none).
     """
 
     job: VideoJob
@@ -162,6 +179,27 @@ class VideoResult:
     num_frames: int = 0
     flow_pairs: int = 0
     warped_fallbacks: int = 0
+    declared_frames: int = 0
+
+    @property
+    def short(self) -> bool:
+        """Decoded clearly fewer frames than declared (`is_short`)."""
+        return is_short(self.num_frames, self.declared_frames)
+
+
+def is_short(decoded: int, declared: int) -> bool:
+    """Whether `decoded` falls short of the container's `declared` count by more than noise.
+
+    Containers are often one or two frames off (B-frames, edit lists): a shortfall counts when
+    it is more than 2 frames and more than 5% of the declared count.
+    """
+    missing = declared - decoded
+    return declared > 0 and missing > 2 and missing > 0.05 * declared
+
+
+def shortfall_text(decoded: int, declared: int) -> str:
+    """'decoded 10 of 41 declared frames': the words of the warning and the failure."""
+    return f"decoded {decoded} of {declared} declared frames"
 
 
 @dataclass
@@ -279,7 +317,8 @@ def convert_video(
 
     Returns:
       VideoResult: examples {modality: bytes} for `config.modalities`, or examples None and the
-      reason (DecodeError / OpenCV error).
+      reason (DecodeError / OpenCV error / fewer decoded frames than
+      `config.min_decoded_fraction` of the declared count).
     """
     engines = engines or _Engines(config)
     try:
@@ -294,6 +333,13 @@ def convert_video(
         return VideoResult(job, None, e.reason)
     except cv2.error as e:
         return VideoResult(job, None, f"OpenCV error: {str(e).strip().splitlines()[-1]}")
+    decoded, declared = info.num_frames, info.declared_frames
+    if declared > 0 and decoded < config.min_decoded_fraction * declared:
+        reason = (
+            f"{shortfall_text(decoded, declared)} ({decoded / declared:.2f} < "
+            f"--min_decoded_fraction {config.min_decoded_fraction:g}): truncated or damaged"
+        )
+        return VideoResult(job, None, reason, decoded, declared_frames=declared)
     height, width = config.resize.output_size(info.height, info.width)
     clip = records.ClipInfo(
         video_id=job.video_id,
@@ -312,20 +358,45 @@ def convert_video(
         jpeg_quality=config.jpeg_quality,
     )
     examples = {m: records.serialize_example(clip, plan.encoded(m)) for m in config.modalities}
-    return VideoResult(job, examples, None, info.num_frames, plan.flow_pairs, plan.fallbacks)
+    return VideoResult(
+        job, examples, None, decoded, plan.flow_pairs, plan.fallbacks, declared_frames=declared
+    )
 
 
-_WORKER: dict = {}
+# Test-only hook (tests/test_convert.py), read only in worker processes, never in the calling
+# process: "<video path>" makes the worker SIGKILL itself when it starts on that video, as the
+# out-of-memory killer would; "<video path>,<marker file>" does so only while the marker file
+# does not exist (the worker creates it first), i.e. once.
+KILL_WORKER_ENV = "TSN_KERAS_TEST_KILL_WORKER"
 
 
-def _worker_init(config: ConvertConfig, threads: int) -> None:
+def _test_kill_hook(path: str) -> None:
+    value = os.environ.get(KILL_WORKER_ENV)
+    if not value:
+        return
+    target, _, marker = value.partition(",")
+    if path != target:
+        return
+    if marker:
+        if os.path.exists(marker):
+            return
+        open(marker, "w").close()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
+    """A worker process: receives jobs on `conn`, sends back ("ok", result) or ("error", text)."""
     cv2.setNumThreads(threads)
-    _WORKER["config"] = config
-    _WORKER["engines"] = _Engines(config, decode_threads=threads)
-
-
-def _worker_run(job: VideoJob) -> VideoResult:
-    return convert_video(job, _WORKER["config"], _WORKER["engines"])
+    engines = _Engines(config, decode_threads=threads)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        _test_kill_hook(job.path)
+        try:
+            conn.send(("ok", convert_video(job, config, engines)))
+        except Exception:  # a bug, not a bad video: the parent stops the run with this text
+            conn.send(("error", traceback.format_exc()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,12 +459,21 @@ def _read_sidecar(out_dir: str, name: str) -> dict | None:
         return None
 
 
-def _write_json(path: str, obj: dict) -> None:
+def _write_text(path: str, text: str) -> None:
+    """Writes through `<path>.tmp` and a rename; the temp file is removed if writing fails."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: leave no temp file behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _write_json(path: str, obj: dict) -> None:
+    _write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def _shard_done(out_dir: str, shard: _Shard) -> bool:
@@ -416,6 +496,8 @@ def _shard_done(out_dir: str, shard: _Shard) -> bool:
 class _Progress:
     """One stderr line: done/total, videos/s, ETA, failures (no dependency)."""
 
+    showing = False  # a progress line without its newline is on stderr (`_warn` ends it)
+
     def __init__(self, total: int, enabled: bool, stream=sys.stderr):
         self.total, self.enabled, self.stream = total, enabled, stream
         self.start = time.monotonic()
@@ -437,27 +519,145 @@ class _Progress:
                 f"ETA {h}:{m:02d}:{s:02d}  failed {self.failed}   "
             )
             self.stream.flush()
+            _Progress.showing = True
 
     def close(self) -> None:
-        if self.enabled and self.total:
+        if self.enabled and self.total and _Progress.showing:
             self.stream.write("\n")
             self.stream.flush()
+        _Progress.showing = False
 
 
 def _results(
     jobs: Sequence[VideoJob], config: ConvertConfig, workers: int
 ) -> Iterator[VideoResult]:
-    """Converted videos in job order (in-process with one worker, else a spawn pool)."""
+    """Converted videos in job order (in-process with one worker, else `_WorkerPool`)."""
     if workers <= 1:
         engines = _Engines(config)
         for job in jobs:
             yield convert_video(job, config, engines)
         return
-    # spawn: the parent may hold TensorFlow state, which must not be forked. One OpenCV thread
-    # per worker: the workers already fill the cores.
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(config, 1)) as pool:
-        yield from pool.imap(_worker_run, jobs, chunksize=1)
+    pool = _WorkerPool(config, workers)
+    try:
+        yield from pool.run(jobs)
+    finally:
+        pool.close()  # also on an error or Ctrl-C in the caller (generator close)
+
+
+# Tries per video when its worker process dies (killed, crashed): the first in the worker that
+# died, the retry in a fresh one.
+WORKER_TRIES = 2
+
+
+def _death_text(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class _WorkerPool:
+    """`workers` spawned processes, each given one job at a time, their deaths watched.
+
+    multiprocessing.Pool replaces a worker that dies (kill -9, the out-of-memory killer) but
+    loses its task, so `imap` waits forever. Here the parent knows which job each process holds
+    and waits on the processes' sentinels as well as their pipes: a death is seen at once, the
+    job goes to a fresh process once more, and a second death makes it a failed video
+    ("worker died (signal 9) while converting <path>"). Spawn, not fork: the parent may hold
+    TensorFlow state. One OpenCV thread per worker: the workers already fill the cores.
+    """
+
+    def __init__(self, config: ConvertConfig, workers: int):
+        self.config = config
+        self.ctx = multiprocessing.get_context("spawn")
+        self.procs: list = []  # [process, pipe end] per worker
+        for _ in range(workers):
+            self.procs.append(self._start())
+
+    def _start(self) -> list:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker_main, args=(child, self.config, 1), daemon=True)
+        proc.start()
+        child.close()
+        return [proc, parent]
+
+    def run(self, jobs: Sequence[VideoJob]) -> Iterator[VideoResult]:
+        """Yields the results in job order; at most 2 x workers results wait for the caller."""
+        window = 2 * len(self.procs)
+        todo = list(range(len(jobs)))[::-1]  # job indices, next last
+        retry: list[int] = []
+        deaths = [0] * len(jobs)
+        done: dict[int, VideoResult] = {}
+        busy: dict[int, int] = {}  # worker slot -> job index
+        following = 0  # the next job index to yield
+        while following < len(jobs):
+            for slot in range(len(self.procs)):
+                if slot in busy:
+                    continue
+                if retry:
+                    index = retry.pop()
+                elif todo and todo[-1] < following + window:
+                    index = todo.pop()
+                else:
+                    break
+                self.procs[slot][1].send(jobs[index])
+                busy[slot] = index
+            while following in done:
+                yield done.pop(following)
+                following += 1
+            if following == len(jobs) or not busy:
+                continue
+            waits = {}
+            for slot in busy:
+                proc, conn = self.procs[slot]
+                waits[conn] = waits[proc.sentinel] = slot
+            for slot in {waits[w] for w in multiprocessing.connection.wait(list(waits))}:
+                index = busy.pop(slot)
+                job = jobs[index]
+                proc, conn = self.procs[slot]
+                message = None
+                try:
+                    if conn.poll():
+                        message = conn.recv()
+                except (EOFError, OSError):  # died while sending
+                    message = None
+                if message is not None:
+                    status, value = message
+                    if status == "error":
+                        raise RuntimeError(f"worker failed on {job.path}:\n{value}")
+                    done[index] = value
+                    continue
+                proc.join()
+                why = _death_text(proc.exitcode)
+                conn.close()
+                self.procs[slot] = self._start()
+                deaths[index] += 1
+                if deaths[index] < WORKER_TRIES:
+                    _warn(f"worker died ({why}) while converting {job.path}; retrying it")
+                    retry.append(index)
+                else:
+                    done[index] = VideoResult(
+                        job, None, f"worker died ({why}) while converting {job.path}"
+                    )
+
+    def close(self) -> None:
+        """Asks every worker to stop, then ends those that do not within a few seconds."""
+        for _, conn in self.procs:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        deadline = time.monotonic() + 5
+        for proc, conn in self.procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():  # busy with a video the caller no longer wants
+                proc.kill()
+                proc.join()
+            conn.close()
+
+
+def _warn(message: str) -> None:
+    """A warning on its own stderr line (ending the progress line first if one is showing)."""
+    sys.stderr.write(("\n" if _Progress.showing else "") + f"warning: {message}\n")
+    sys.stderr.flush()
+    _Progress.showing = False
 
 
 def convert(
@@ -538,17 +738,43 @@ def _write_shards(
     report: ConvertReport,
     bar: _Progress,
 ) -> None:
-    """Writes the pending shards in order: temp file, sidecar, rename (see module docstring)."""
-    import tensorflow as tf  # the parent writes; workers never import TensorFlow
+    """Writes the pending shards in order: temp file, sidecar, rename (see module docstring).
 
+    Raises:
+      OSError: a file cannot be written (a full disk); the shard's temp files are removed.
+    """
     for shard in pending:
         finals = {m: os.path.join(out_dir, name) for m, name in shard.files.items()}
-        failures, fallbacks, written = [], 0, 0
+        try:
+            side = _write_shard_files(shard, finals, results, report, bar)
+            _write_json(_sidecar_path(out_dir, shard.name), side)
+            for final in finals.values():
+                os.replace(final + ".incomplete", final)
+        except BaseException:  # a full disk, Ctrl-C: no temp file outlives the run
+            for final in finals.values():
+                with contextlib.suppress(OSError):
+                    os.remove(final + ".incomplete")
+            raise
+        combined = os.path.join(out_dir, shard.name)  # the older layout's file of this shard
+        if os.path.isfile(combined):
+            os.remove(combined)
+
+
+def _write_shard_files(
+    shard: _Shard,
+    finals: Mapping[str, str],
+    results: Iterator[VideoResult],
+    report: ConvertReport,
+    bar: _Progress,
+) -> dict:
+    """Writes one shard's `<file>.incomplete` files; returns its sidecar."""
+    import tensorflow as tf  # the parent writes; workers never import TensorFlow
+
+    failures, short, fallbacks, written = [], [], 0, 0
+    temps = {m: final + ".incomplete" for m, final in finals.items()}
+    try:
         with contextlib.ExitStack() as stack:
-            writers = {
-                m: stack.enter_context(tf.io.TFRecordWriter(final + ".incomplete"))
-                for m, final in finals.items()
-            }
+            writers = {m: stack.enter_context(tf.io.TFRecordWriter(p)) for m, p in temps.items()}
             for _ in shard.jobs:
                 result = next(results)
                 report.videos += 1
@@ -562,21 +788,28 @@ def _write_shards(
                     for m, writer in writers.items():  # same videos, same order in every file
                         writer.write(result.examples[m])
                     written += 1
+                    if result.short:
+                        text = shortfall_text(result.num_frames, result.declared_frames)
+                        _warn(f"{result.job.path}: {text}; stored with the frames that decoded")
+                        short.append(
+                            {
+                                "path": result.job.path,
+                                "decoded_frames": result.num_frames,
+                                "declared_frames": result.declared_frames,
+                            }
+                        )
                 bar.update(result.examples is None)
-        side = {
-            "files": shard.files,
-            "num_examples": written,
-            "failures": failures,
-            "warped_flow_fallbacks": fallbacks,
-            "digest": shard.digest,
-            "video_ids": [j.video_id for j in shard.jobs],
-        }
-        _write_json(_sidecar_path(out_dir, shard.name), side)
-        for final in finals.values():
-            os.replace(final + ".incomplete", final)
-        combined = os.path.join(out_dir, shard.name)  # the older layout's file of this shard
-        if os.path.isfile(combined):
-            os.remove(combined)
+    except tf.errors.OpError as e:  # TensorFlow's I/O errors: an OSError naming the files
+        raise OSError(f"cannot write {', '.join(temps.values())}: {e.message}") from e
+    return {
+        "files": shard.files,
+        "num_examples": written,
+        "failures": failures,
+        "short_videos": short,
+        "warped_flow_fallbacks": fallbacks,
+        "digest": shard.digest,
+        "video_ids": [j.video_id for j in shard.jobs],
+    }
 
 
 def _write_manifest(
@@ -584,7 +817,7 @@ def _write_manifest(
 ) -> dict:
     """Rebuilds manifest.json and failures.txt from the sidecars of every finished shard."""
     sets: dict[str, dict] = {}
-    failures, fallbacks = [], 0
+    failures, short, fallbacks = [], [], 0
     for shard in shards:
         entry = sets.setdefault(
             shard.subset,
@@ -598,6 +831,7 @@ def _write_manifest(
         entry["shards"].append({"files": shard.files, "num_examples": side["num_examples"]})
         entry["num_examples"] += side["num_examples"]
         failures += [dict(f, subset=shard.subset) for f in side["failures"]]
+        short += [dict(v, subset=shard.subset) for v in side.get("short_videos", [])]
         fallbacks += side["warped_flow_fallbacks"]
     manifest = {
         "dataset": info.get("dataset", ""),
@@ -619,13 +853,14 @@ def _write_manifest(
         "complete": all(s["complete"] for s in sets.values()),
         "sets": sets,
         "failures": failures,
+        "short_videos": short,
         "warped_flow_fallbacks": fallbacks,
     }
     manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split")})
     manifest.setdefault("flags", {})
     _write_json(os.path.join(out_dir, records.MANIFEST_NAME), manifest)
-    with open(os.path.join(out_dir, FAILURES_NAME), "w", encoding="utf-8") as f:
-        f.writelines(f"{x['path']}\t{x['reason']}\n" for x in failures)
+    failed = "".join(f"{x['path']}\t{x['reason']}\n" for x in failures)
+    _write_text(os.path.join(out_dir, FAILURES_NAME), failed)
     return manifest
 
 
