@@ -54,9 +54,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from absl import flags
 
+from tsn_keras import cli, records, sampling, splits
 from tsn_keras import flow as flow_lib
-from tsn_keras import records, sampling, splits
 from tsn_keras import video as video_lib
 
 SUBSETS = ("train", "test")
@@ -874,3 +875,180 @@ def jobs_from_pairs(
             raise ValueError(f"{path}: label {label} outside the {len(classes)} classes")
         jobs.append(VideoJob(path, splits.video_id(path, video_root), int(label), classes[label]))
     return jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line (scripts/make_tfrecords.py).
+
+USAGE = """Videos -> sharded TFRecords of RGB / optical-flow snippets, one example per video and
+modality.
+
+    python scripts/make_tfrecords.py --dataset ucf101 --split 1 --video_root UCF-101 \\
+        --split_dir ucfTrainTestlist --modalities rgb,flow --flow tvl1
+    python scripts/make_tfrecords.py --dataset folder --video_root my_videos --test_fraction 0.2 \\
+        --modalities rgb --out tfrecords/mine
+
+Writes <out>/{train,test}-<modality>-NNNNN-of-NNNNN.tfrecord (each modality in its own files,
+so training one stream reads only its bytes), <out>/manifest.json and <out>/failures.txt
+(`--out` defaults to tfrecords/<dataset>_split<N>). Rerunning the same command resumes: finished
+shards are kept, unfinished ones redone. Videos that cannot be decoded (or decode fewer than
+--min_decoded_fraction of the frames their container declares) are skipped and listed. Several
+machines can share the work with `--shard_index k --num_shards_total M` on one shared --out.
+Record format: tsn_keras/records.py.
+
+Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
+2 a bad flag, split file or --out.
+"""
+
+
+def _define_flags(fv: flags.FlagValues) -> None:
+    """The command's flags, on its private FlagValues."""
+    flags.DEFINE_enum("dataset", None, list(splits.DATASETS), "Dataset layout.", flag_values=fv)
+    flags.DEFINE_string("video_root", None, "Folder holding the videos.", flag_values=fv)
+    flags.DEFINE_string("split_dir", None, "Split files folder (ucf101/hmdb51).", flag_values=fv)
+    flags.DEFINE_integer("split", 1, "Split number (1-3 for UCF101 / HMDB51).", flag_values=fv)
+    flags.DEFINE_string("csv", None, "CSV file for --dataset csv.", flag_values=fv)
+    flags.DEFINE_float(
+        "test_fraction", 0.3, "folder/csv: hash-decided test fraction.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "out", None, "Output folder; default tfrecords/<dataset>_split<N>.", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "modalities",
+        ["rgb", "flow"],
+        f"What to store, among {', '.join(records.MODALITIES)}.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "flow", "tvl1", list(flow_lib.ALGORITHMS), "Optical flow algorithm.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "dis_preset", "medium", list(flow_lib.DIS_PRESETS), "DIS preset.", flag_values=fv
+    )
+    flags.DEFINE_float("flow_bound", 20.0, "Flow clip bound (pixels) for uint8.", flag_values=fv)
+    flags.DEFINE_integer("snippets", 25, "Snippets per video; 0 = every frame.", flag_values=fv)
+    flags.DEFINE_integer("snippet_length", 5, "Frames per flow/rgbdiff snippet.", flag_values=fv)
+    flags.DEFINE_integer("width", 340, "Stored frame width.", flag_values=fv)
+    flags.DEFINE_integer("height", 256, "Stored frame height.", flag_values=fv)
+    flags.DEFINE_integer(
+        "short_side", None, "Keep the aspect, shorter side this long.", flag_values=fv
+    )
+    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality (0-100).", flag_values=fv)
+    flags.DEFINE_enum(
+        "decode",
+        "auto",
+        ["auto", "two_pass"],
+        "auto: one pass when the frame count is right.",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "min_decoded_fraction",
+        0.5,
+        "A video that decodes fewer than this fraction of the frames its container declares "
+        "(truncated) is a failure; above it, a shortfall is stored with a warning.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer("workers", 0, "Worker processes; 0 = all cores.", flag_values=fv)
+    flags.DEFINE_integer(
+        "num_shards", 0, "Shards per subset; 0 = ~100 videos each.", flag_values=fv
+    )
+    flags.DEFINE_integer("shard_index", 0, "This machine's slice of the shards.", flag_values=fv)
+    flags.DEFINE_integer(
+        "num_shards_total", 1, "Machines sharing the work; shard i -> i % this.", flag_values=fv
+    )
+    flags.DEFINE_list("subsets", ["train", "test"], "Subsets to convert.", flag_values=fv)
+    flags.DEFINE_bool("progress", True, "Progress line on stderr.", flag_values=fv)
+    flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
+
+
+def _check_out(out: str) -> None:
+    """Creates --out and writes a probe file there: a usage error now, not after an hour."""
+    try:
+        os.makedirs(os.path.join(out, PROGRESS_DIR), exist_ok=True)
+        probe = os.path.join(out, PROGRESS_DIR, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise flags.Error(
+            f"--out {out}: cannot write there ({e.strerror or e}); pick a writable folder"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of scripts/make_tfrecords.py; returns the exit status (see USAGE)."""
+    argv = sys.argv if argv is None else argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the writer imports TensorFlow
+    fv = flags.FlagValues()
+    _define_flags(fv)
+    try:
+        if cli.parse_flags(fv, argv, USAGE) is None:
+            return 0
+        unknown = sorted(set(fv.subsets) - set(SUBSETS))
+        if unknown:
+            raise flags.Error(f"--subsets must be among {list(SUBSETS)}. Received: {unknown}")
+        try:
+            config = ConvertConfig(
+                modalities=tuple(fv.modalities),
+                flow_algorithm=fv.flow,
+                flow_bound=fv.flow_bound,
+                dis_preset=fv.dis_preset,
+                num_snippets=fv.snippets,
+                snippet_length=fv.snippet_length,
+                width=fv.width,
+                height=fv.height,
+                short_side=fv.short_side,
+                jpeg_quality=fv.jpeg_quality,
+                decode_mode=fv.decode,
+                min_decoded_fraction=fv.min_decoded_fraction,
+            )
+        except ValueError as e:
+            raise flags.Error(str(e)) from None
+    except flags.Error as e:
+        return cli.usage_error(e)
+    out = fv.out or os.path.join("tfrecords", f"{fv.dataset}_split{fv.split}")
+    try:
+        split = splits.load_split(
+            fv.dataset,
+            fv.video_root,
+            split_dir=fv.split_dir,
+            split=fv.split,
+            csv_path=fv.csv,
+            test_fraction=fv.test_fraction,
+        )
+        pairs = {"train": split.train, "test": split.test}
+        subsets = {
+            s: jobs_from_pairs(pairs[s], split.classes, split.video_root)
+            for s in SUBSETS
+            if s in fv.subsets
+        }
+        _check_out(out)
+        report = convert(
+            subsets,
+            out,
+            config,
+            split.classes,
+            num_shards=fv.num_shards,
+            workers=fv.workers,
+            slice_index=fv.shard_index,
+            num_slices=fv.num_shards_total,
+            info={"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()},
+            progress=fv.progress,
+        )
+    except (ValueError, flags.Error) as e:  # split files, --out, settings of an older run
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # writing failed (a full disk); the run's temp files are removed
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    manifest = report.manifest
+    counts = ", ".join(f"{k} {v['num_examples']}" for k, v in manifest["sets"].items())
+    print(
+        f"{out}: {counts} examples; this run {report.videos} videos in {report.seconds:.1f} s "
+        f"({len(report.skipped_shards)} finished shards kept), {len(manifest['failures'])} "
+        f"failed (see {os.path.join(out, FAILURES_NAME)}), {len(manifest['short_videos'])} "
+        "stored short of their declared frames"
+        + ("" if manifest["complete"] else "; other slices still to do (--shard_index)")
+    )
+    return 1 if manifest["failures"] else 0
