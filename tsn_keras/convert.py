@@ -1,6 +1,6 @@
 """Videos -> sharded TFRecords, one set of shard files per modality: jobs, workers, resume.
 
-`scripts/make_tfrecords.py` is the command line over `convert`. The steps:
+`main` is the command line over `convert` (`scripts/make_tfrecords.py` calls it). The steps:
 
 * Each subset's videos are put in a fixed order (by MD5 of the video id) and dealt round-robin
   to `num_shards` shards, so the assignment depends only on the video list, never on timing,
@@ -15,7 +15,12 @@
   JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
-  OpenCV's default threads.
+  OpenCV's default threads. The parent watches its workers (`_WorkerPool`): a worker that dies
+  (kill -9, the out-of-memory killer) has its video retried once in a fresh worker, then listed
+  as a failure ("worker died (signal 9) while converting <path>"); the run goes on.
+* A video that decodes fewer than `min_decoded_fraction` of the frames its container declares
+  is a failure; a smaller shortfall (`is_short`) is stored, warned about on stderr and listed in
+  the sidecar and the manifest (`short_videos`).
 * Memory per worker: the frames stream through (`video.decode_selected`); only the current
   and previous grayscale frame and the encoded JPEGs of one example are held, so it does not
   grow with the video's length (with `num_snippets=0`, dense, the example itself does).
@@ -25,7 +30,9 @@
   renamed to its final name. A rerun skips shards whose every modality file and sidecar exist
   with the same settings digest, redoes the rest (all of a shard's files); nothing is
   duplicated. Reusing an --out made with other settings is refused. A shard redone in a folder
-  of the older layout (one file per shard holding every modality) loses that older file.
+  of the older layout (one file per shard holding every modality) loses that older file. A
+  write that fails (a full disk, Ctrl-C) removes the shard's `.incomplete` files (and any
+  `.tmp` of a JSON / text file) before the error goes on.
 * A video that cannot be decoded is skipped; its path and reason go to `<out>/failures.txt` and
   the manifest. The manifest (`records.MANIFEST_NAME`) is rebuilt from all sidecars at the end.
 
