@@ -394,17 +394,25 @@ def _test_kill_hook(path: str) -> None:
 
 def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
     """A worker process: receives jobs on `conn`, sends back ("ok", result) or ("error", text)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
     cv2.setNumThreads(threads)
     engines = _Engines(config, decode_threads=threads)
     while True:
-        job = conn.recv()
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone (killed)
+            return
         if job is None:
             return
         _test_kill_hook(job.path)
         try:
-            conn.send(("ok", convert_video(job, config, engines)))
+            message = ("ok", convert_video(job, config, engines))
         except Exception:  # a bug, not a bad video: the parent stops the run with this text
-            conn.send(("error", traceback.format_exc()))
+            message = ("error", traceback.format_exc())
+        try:
+            conn.send(message)
+        except OSError:  # the parent is gone
+            return
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,12 +565,6 @@ def _results(
 WORKER_TRIES = 2
 
 
-def _death_text(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
 class _WorkerPool:
     """`workers` spawned processes, each given one job at a time, their deaths watched.
 
@@ -577,9 +579,7 @@ class _WorkerPool:
     def __init__(self, config: ConvertConfig, workers: int):
         self.config = config
         self.ctx = multiprocessing.get_context("spawn")
-        self.procs: list = []  # [process, pipe end] per worker
-        for _ in range(workers):
-            self.procs.append(self._start())
+        self.procs: list = [self._start() for _ in range(workers)]  # [process, pipe] per slot
 
     def _start(self) -> list:
         parent, child = self.ctx.Pipe()
@@ -588,31 +588,46 @@ class _WorkerPool:
         child.close()
         return [proc, parent]
 
+    def _restart(self, slot: int) -> str:
+        """Replaces a dead worker with a fresh one; returns how it died ("signal 9")."""
+        proc, conn = self.procs[slot]
+        proc.join()
+        conn.close()
+        self.procs[slot] = self._start()
+        code = proc.exitcode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
+    def _send(self, slot: int, job: VideoJob) -> None:
+        if not self.procs[slot][0].is_alive():  # died while idle: no video lost
+            self._restart(slot)
+        with contextlib.suppress(OSError):  # dies right now: its sentinel says so in `run`
+            self.procs[slot][1].send(job)
+
+    def _receive(self, slot: int):
+        """The worker's answer, or None when it died without one."""
+        conn = self.procs[slot][1]
+        try:
+            return conn.recv() if conn.poll() else None
+        except (EOFError, OSError):  # died while sending
+            return None
+
     def run(self, jobs: Sequence[VideoJob]) -> Iterator[VideoResult]:
         """Yields the results in job order; at most 2 x workers results wait for the caller."""
         window = 2 * len(self.procs)
         todo = list(range(len(jobs)))[::-1]  # job indices, next last
-        retry: list[int] = []
         deaths = [0] * len(jobs)
         done: dict[int, VideoResult] = {}
         busy: dict[int, int] = {}  # worker slot -> job index
         following = 0  # the next job index to yield
         while following < len(jobs):
             for slot in range(len(self.procs)):
-                if slot in busy:
-                    continue
-                if retry:
-                    index = retry.pop()
-                elif todo and todo[-1] < following + window:
-                    index = todo.pop()
-                else:
-                    break
-                self.procs[slot][1].send(jobs[index])
-                busy[slot] = index
+                if slot not in busy and todo and todo[-1] < following + window:
+                    busy[slot] = todo.pop()
+                    self._send(slot, jobs[busy[slot]])
             while following in done:
                 yield done.pop(following)
                 following += 1
-            if following == len(jobs) or not busy:
+            if not busy:  # all yielded, or the window moved on: dispatch again
                 continue
             waits = {}
             for slot in busy:
@@ -621,38 +636,29 @@ class _WorkerPool:
             for slot in {waits[w] for w in multiprocessing.connection.wait(list(waits))}:
                 index = busy.pop(slot)
                 job = jobs[index]
-                proc, conn = self.procs[slot]
-                message = None
-                try:
-                    if conn.poll():
-                        message = conn.recv()
-                except (EOFError, OSError):  # died while sending
-                    message = None
+                message = self._receive(slot)
                 if message is not None:
                     status, value = message
                     if status == "error":
                         raise RuntimeError(f"worker failed on {job.path}:\n{value}")
                     done[index] = value
                     continue
-                proc.join()
-                why = _death_text(proc.exitcode)
-                conn.close()
-                self.procs[slot] = self._start()
+                why = self._restart(slot)
                 deaths[index] += 1
-                if deaths[index] < WORKER_TRIES:
+                if deaths[index] < WORKER_TRIES:  # once more, in the fresh worker of this slot
                     _warn(f"worker died ({why}) while converting {job.path}; retrying it")
-                    retry.append(index)
+                    busy[slot] = index
+                    self._send(slot, job)
                 else:
-                    done[index] = VideoResult(
-                        job, None, f"worker died ({why}) while converting {job.path}"
-                    )
+                    reason = f"worker died ({why}) while converting {job.path}"
+                    done[index] = VideoResult(job, None, reason)
 
     def close(self) -> None:
-        """Asks every worker to stop, then ends those that do not within a few seconds."""
+        """Asks every worker to stop; kills those still busy after a second (an error, Ctrl-C)."""
         for _, conn in self.procs:
             with contextlib.suppress(OSError):
                 conn.send(None)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 1
         for proc, conn in self.procs:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():  # busy with a video the caller no longer wants
