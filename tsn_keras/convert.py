@@ -44,6 +44,7 @@ j = start..start+L-1 clamped to max(F-2, 0) (a 1-frame video gives one zero fiel
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -563,13 +564,15 @@ def _results(
 # Tries per video when its worker process dies (killed, crashed): the first in the worker that
 # died, the retry in a fresh one.
 WORKER_TRIES = 2
+# Jobs each worker holds at a time (`_WorkerPool.run`).
+PREFETCH = 2
 
 
 class _WorkerPool:
-    """`workers` spawned processes, each given one job at a time, their deaths watched.
+    """`workers` spawned processes, each holding up to PREFETCH jobs, their deaths watched.
 
     multiprocessing.Pool replaces a worker that dies (kill -9, the out-of-memory killer) but
-    loses its task, so `imap` waits forever. Here the parent knows which job each process holds
+    loses its task, so `imap` waits forever. Here the parent knows which jobs each process holds
     and waits on the processes' sentinels as well as their pipes: a death is seen at once, the
     job goes to a fresh process once more, and a second death makes it a failed video
     ("worker died (signal 9) while converting <path>"). Spawn, not fork: the parent may hold
@@ -598,13 +601,11 @@ class _WorkerPool:
         return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
     def _send(self, slot: int, job: VideoJob) -> None:
-        if not self.procs[slot][0].is_alive():  # died while idle: no video lost
-            self._restart(slot)
-        with contextlib.suppress(OSError):  # dies right now: its sentinel says so in `run`
+        with contextlib.suppress(OSError):  # it died: its sentinel says so in `run`
             self.procs[slot][1].send(job)
 
     def _receive(self, slot: int):
-        """The worker's answer, or None when it died without one."""
+        """The worker's next answer, or None when there is none (yet, or ever: it died)."""
         conn = self.procs[slot][1]
         try:
             return conn.recv() if conn.poll() else None
@@ -612,42 +613,56 @@ class _WorkerPool:
             return None
 
     def run(self, jobs: Sequence[VideoJob]) -> Iterator[VideoResult]:
-        """Yields the results in job order; at most 2 x workers results wait for the caller."""
-        window = 2 * len(self.procs)
+        """Yields the results in job order.
+
+        Each worker holds up to PREFETCH jobs (the next waits in its pipe, so the worker never
+        idles while the parent writes) and converts them in order, so a dead worker was
+        converting the oldest job it had not answered: that job is charged with the death; the
+        others go back to the queue. Jobs more than 4 x workers past the next one to yield are
+        not sent yet, which bounds the results waiting in the parent.
+        """
+        window = 4 * len(self.procs)
         todo = list(range(len(jobs)))[::-1]  # job indices, next last
         deaths = [0] * len(jobs)
         done: dict[int, VideoResult] = {}
-        busy: dict[int, int] = {}  # worker slot -> job index
+        held = [collections.deque() for _ in self.procs]  # per slot: job indices unanswered
         following = 0  # the next job index to yield
         while following < len(jobs):
-            for slot in range(len(self.procs)):
-                if slot not in busy and todo and todo[-1] < following + window:
-                    busy[slot] = todo.pop()
-                    self._send(slot, jobs[busy[slot]])
+            for slot, queue in enumerate(held):
+                if not queue and not self.procs[slot][0].is_alive():  # died idle: none lost
+                    self._restart(slot)
+                while len(queue) < PREFETCH and todo and todo[-1] < following + window:
+                    queue.append(todo.pop())
+                    self._send(slot, jobs[queue[-1]])
             while following in done:
                 yield done.pop(following)
                 following += 1
-            if not busy:  # all yielded, or the window moved on: dispatch again
-                continue
             waits = {}
-            for slot in busy:
-                proc, conn = self.procs[slot]
-                waits[conn] = waits[proc.sentinel] = slot
+            for slot, queue in enumerate(held):
+                if queue:
+                    proc, conn = self.procs[slot]
+                    waits[conn] = waits[proc.sentinel] = slot
+            if not waits:  # all yielded, or the window moved on: send more
+                continue
             for slot in {waits[w] for w in multiprocessing.connection.wait(list(waits))}:
-                index = busy.pop(slot)
-                job = jobs[index]
-                message = self._receive(slot)
-                if message is not None:
+                queue = held[slot]
+                while queue and (message := self._receive(slot)) is not None:
+                    index = queue.popleft()
                     status, value = message
                     if status == "error":
-                        raise RuntimeError(f"worker failed on {job.path}:\n{value}")
+                        raise RuntimeError(f"worker failed on {jobs[index].path}:\n{value}")
                     done[index] = value
+                if not queue or self.procs[slot][0].is_alive():
                     continue
                 why = self._restart(slot)
+                index = queue.popleft()  # the one it was converting
+                todo = sorted([*todo, *queue], reverse=True)  # never started: not charged
+                queue.clear()
                 deaths[index] += 1
+                job = jobs[index]
                 if deaths[index] < WORKER_TRIES:  # once more, in the fresh worker of this slot
                     _warn(f"worker died ({why}) while converting {job.path}; retrying it")
-                    busy[slot] = index
+                    queue.append(index)
                     self._send(slot, job)
                 else:
                     reason = f"worker died ({why}) while converting {job.path}"
