@@ -925,7 +925,7 @@ machines can share the work with `--shard_index k --num_shards_total M` on one s
 Record format: tsn_keras/records.py.
 
 Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
-2 a bad flag, split file or --out.
+2 a bad flag, split file or --out, 130 interrupted (Ctrl-C).
 """
 
 
@@ -1070,6 +1070,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # writing failed (a full disk); the run's temp files are removed
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the shard's temp files are removed, the workers stopped
+        print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
     manifest = report.manifest
     counts = ", ".join(f"{k} {v['num_examples']}" for k, v in manifest["sets"].items())
     print(
