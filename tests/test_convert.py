@@ -1,6 +1,7 @@
 """Converter: examples of short videos, flow through the records, failures, resume, workers, CLI."""
 
 import dataclasses
+import errno
 import glob
 import json
 import os
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import cut_file, write_index_first_mp4
 
 from tsn_keras import convert, flow, records, sampling, splits, video
 
@@ -408,3 +410,248 @@ def test_kill_mid_run_then_rerun_gives_the_same_examples(tmp_path):
         json.loads((killed / "manifest.json").read_text())["sets"]
         == json.loads((full / "manifest.json").read_text())["sets"]
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardening: truncated videos, killed workers, a full disk, the command line's errors.
+
+
+def test_config_digest_of_older_folders_is_unchanged():
+    """min_decoded_fraction was added later: at its default, older --out folders still resume."""
+    assert convert.ConvertConfig().digest() == "e08d0d3ce0c14388"  # the digest before it
+    config = convert.ConvertConfig(("rgb",), "dis", num_snippets=4, width=32, height=24)
+    assert config.digest() == "6f4d18e44ff9e5f4"
+    assert dataclasses.replace(config, min_decoded_fraction=0.4).digest() != config.digest()
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="--min_decoded_fraction"):
+            dataclasses.replace(config, min_decoded_fraction=bad)
+    with pytest.raises(ValueError, match="--flow_bound"):
+        dataclasses.replace(config, flow_bound=float("inf"))
+
+
+def test_is_short_allows_a_container_count_a_little_off():
+    assert [convert.is_short(d, 41) for d in (41, 42, 39, 38, 10)] == [0, 0, 0, 1, 1]
+    assert [convert.is_short(d, 100) for d in (95, 94)] == [False, True]
+    assert not convert.is_short(7, 0)  # no declared count: nothing to compare
+    assert convert.shortfall_text(10, 41) == "decoded 10 of 41 declared frames"
+
+
+def test_truncated_videos_are_stored_short_or_failed(tmp_path, capsys):
+    """Index-first mp4s cut to 80% / 30%: a warned, listed shortfall / a failure (< 0.5)."""
+    videos = tmp_path / "videos" / "A"
+    os.makedirs(videos)
+    full = write_index_first_mp4(videos / "full.mp4", 41)
+    cut80 = cut_file(full, videos / "cut80.mp4", 0.8)
+    cut30 = cut_file(full, videos / "cut30.mp4", 0.3)
+    n80, n30 = video.probe(cut80).num_frames, video.probe(cut30).num_frames
+    assert 0.5 * 41 <= n80 < 38 and n30 < 0.5 * 41  # what the cuts must give for this test
+    jobs = {"train": [_job(p) for p in (full, cut80, cut30)]}
+    config = dataclasses.replace(SMALL, modalities=("rgb",))
+    report = convert.convert(jobs, str(tmp_path / "out"), config, ["A"], 1, 1, progress=False)
+    assert report.manifest["failures"] == [
+        {
+            "path": cut30,
+            "reason": f"decoded {n30} of 41 declared frames ({n30 / 41:.2f} < "
+            "--min_decoded_fraction 0.5): truncated or damaged",
+            "subset": "train",
+        }
+    ]
+    assert report.manifest["short_videos"] == [
+        {"path": cut80, "decoded_frames": n80, "declared_frames": 41, "subset": "train"}
+    ]
+    assert (tmp_path / "out" / "failures.txt").read_text().startswith(f"{cut30}\tdecoded {n30} ")
+    err = capsys.readouterr().err
+    assert f"warning: {cut80}: decoded {n80} of 41 declared frames" in err
+    stored = {v: n for v, n in _frame_counts(tmp_path / "out")}
+    assert stored == {"full.mp4": 41, "cut80.mp4": n80}
+    # a lower threshold stores the 30% cut too, as a listed shortfall
+    low = dataclasses.replace(config, min_decoded_fraction=0.05)
+    report = convert.convert(jobs, str(tmp_path / "low"), low, ["A"], 1, 1, progress=False)
+    assert report.manifest["failures"] == []
+    assert sorted(v["path"] for v in report.manifest["short_videos"]) == sorted([cut30, cut80])
+
+
+def _frame_counts(out_dir):
+    files = records.shard_files(str(out_dir), "train", "rgb")
+    ds = tf.data.TFRecordDataset(files).map(lambda s: records.parse_example(s, ["rgb"]))
+    return [(e["video_id"].numpy().decode(), int(e["num_frames"])) for e in ds]
+
+
+class _Deadline:
+    """Fails the test with TimeoutError if the block runs past `seconds` (a hang, not a pass)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def _expired(self, signum, frame):
+        raise TimeoutError(f"still running after {self.seconds} s: the converter hangs")
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGALRM, self._expired)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def _kill_run(tmp_path, monkeypatch, hook):
+    """Converts 6 videos with 2 workers while the test hook SIGKILLs the worker on `victim`."""
+    paths = _dataset(tmp_path / "videos", good=3, broken=False)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    victim = paths["B"][1]
+    monkeypatch.setenv(convert.KILL_WORKER_ENV, hook(victim))
+    config = dataclasses.replace(SMALL, modalities=("rgb",))
+    with _Deadline(120):
+        report = convert.convert(
+            jobs, str(tmp_path / "out"), config, ["A", "B"], 2, 2, progress=False
+        )
+    return jobs, victim, report
+
+
+def test_a_worker_killed_twice_fails_its_video_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    jobs, victim, report = _kill_run(tmp_path, monkeypatch, lambda victim: victim)
+    assert report.manifest["failures"] == [
+        {
+            "path": victim,
+            "reason": f"worker died (signal 9) while converting {victim}",
+            "subset": "train",
+        }
+    ]
+    stored = sorted(v for v, _ in read_examples(tmp_path / "out", "train"))
+    assert stored == sorted(j.video_id for j in jobs["train"] if j.path != victim)
+    err = capsys.readouterr().err
+    assert f"warning: worker died (signal 9) while converting {victim}; retrying" in err
+    assert err.count("worker died") == 1  # no other video charged (one it held never started)
+
+
+def test_a_worker_killed_once_is_retried_in_a_fresh_one(tmp_path, monkeypatch):
+    marker = tmp_path / "killed-once"
+    jobs, victim, report = _kill_run(tmp_path, monkeypatch, lambda v: f"{v},{marker}")
+    assert marker.exists()  # the hook did kill a worker
+    assert report.manifest["failures"] == []
+    stored = sorted(v for v, _ in read_examples(tmp_path / "out", "train"))
+    assert stored == sorted(j.video_id for j in jobs["train"])
+
+
+def _enospc():
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "the test's full disk")
+
+
+def _tf_enospc():  # what TFRecordWriter itself raises on a full disk (seen on /dev/full)
+    return tf.errors.ResourceExhaustedError(None, None, "/x.tfrecord; No space left on device")
+
+
+class _FullDisk(tf.io.TFRecordWriter):
+    """A TFRecordWriter whose disk fills after `room` records (all writers together)."""
+
+    room = 0
+    error = _enospc
+
+    def write(self, record):
+        if _FullDisk.room == 0:
+            raise _FullDisk.error()
+        _FullDisk.room -= 1
+        super().write(record)
+
+
+def _all_files(folder):
+    """Every file under folder (hidden ones too), relative paths, sorted."""
+    return sorted(
+        os.path.relpath(os.path.join(d, name), folder)
+        for d, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+@pytest.mark.parametrize("error", [_enospc, _tf_enospc])
+def test_a_full_disk_leaves_no_temporary_files(tmp_path, monkeypatch, error):
+    paths = _dataset(tmp_path / "videos", good=3, broken=False)
+    jobs = {"train": _jobs(tmp_path / "videos", paths)}
+    config = dataclasses.replace(SMALL, modalities=("rgb", "flow"))
+    out = tmp_path / "out"
+    monkeypatch.setattr(tf.io, "TFRecordWriter", _FullDisk)
+    monkeypatch.setattr(_FullDisk, "error", error)
+    _FullDisk.room = 5  # shard 0 (3 videos x 2 files) fills the disk at its last record
+    with pytest.raises(OSError, match="No space left"):
+        convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, progress=False)
+    assert _all_files(out) == []  # no .incomplete, no sidecar, no .tmp
+    _FullDisk.room = 9  # shard 0 written; shard 1 fills the disk mid-shard
+    with pytest.raises(OSError, match="No space left"):
+        convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, progress=False)
+    assert [f for f in _all_files(out) if f.endswith((".incomplete", ".tmp"))] == []
+    assert sorted(_shard_bytes(out)) == [
+        "train-flow-00000-of-00002.tfrecord",
+        "train-rgb-00000-of-00002.tfrecord",
+    ]
+    monkeypatch.undo()  # room again: the rerun keeps shard 0 and writes shard 1
+    again = convert.convert(jobs, str(out), config, ["A", "B"], 2, 1, progress=False)
+    assert again.skipped_shards == ["train-00000-of-00002.tfrecord"]
+    assert again.manifest["complete"] and again.manifest["sets"]["train"]["num_examples"] == 6
+
+
+def _main(videos, out, *extra):
+    """convert.main in-process (scripts/make_tfrecords.py runs exactly this)."""
+    argv = [
+        "make_tfrecords.py",
+        "--dataset=folder",
+        f"--video_root={videos}",
+        f"--out={out}",
+        "--modalities=rgb",
+        "--snippets=2",
+        "--width=32",
+        "--height=24",
+        "--workers=1",
+        "--noprogress",
+        *extra,
+    ]
+    return convert.main(argv)
+
+
+def _ucf_split(root, trainlist):
+    """A UCF101-style split folder with one class and the given trainlist01.txt text."""
+    split_dir = root / "lists"
+    os.makedirs(split_dir)
+    (split_dir / "classInd.txt").write_text("1 A\n")
+    (split_dir / "trainlist01.txt").write_text(trainlist)
+    (split_dir / "testlist01.txt").write_text("")
+    return split_dir
+
+
+def test_command_line_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    _dataset(videos, good=1, broken=False)
+    split_dir = _ucf_split(tmp_path, "A/v0.avi 1\nA/v1.avi one\n")
+    argv = ["--dataset=ucf101", f"--split_dir={split_dir}"]
+    cases = [
+        (argv, f"error: {split_dir / 'trainlist01.txt'}:2:"),  # a bad split line
+        ([f"--csv={tmp_path / 'none.csv'}", "--dataset=csv"], "csv_path"),
+        ([f"--out={videos / 'A' / 'v0.avi' / 'out'}"], "error: --out "),  # a file on the way
+        (["--min_decoded_fraction=1.5"], "error: --min_decoded_fraction must be in [0, 1]"),
+        (["--flow_bound=inf", "--modalities=flow"], "error: --flow_bound must be a number > 0"),
+        (["--subsets=train,val"], "error: --subsets must be among"),
+        (["--nosuchflag"], "error: Unknown command line flag 'nosuchflag'"),
+    ]
+    for extra, message in cases:
+        assert _main(videos, tmp_path / "out", *extra) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (extra, err)
+        assert err.startswith("error: ") and len(err.splitlines()) <= 2, err
+    assert not (tmp_path / "out").exists()  # nothing was converted
+
+
+def test_command_line_exit_status_1_for_failed_videos_and_a_full_disk(
+    tmp_path, capsys, monkeypatch
+):
+    videos = tmp_path / "videos"
+    _dataset(videos, good=1)
+    assert _main(videos, tmp_path / "out") == 1  # the broken videos
+    out = capsys.readouterr().out
+    assert "3 failed" in out and "0 stored short" in out
+    monkeypatch.setattr(tf.io, "TFRecordWriter", _FullDisk)
+    _FullDisk.room = 0
+    assert _main(videos, tmp_path / "full") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err, err
+    assert "Traceback" not in err
+    assert _all_files(tmp_path / "full") == []

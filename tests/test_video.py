@@ -6,6 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import cut_file, write_index_first_mp4
 
 from tsn_keras import video
 
@@ -107,6 +108,19 @@ def test_decode_errors_say_why(tmp_path, make, reason):
         with pytest.raises(video.DecodeError, match=reason) as e:
             fn()
         assert e.value.path == path and reason in e.value.reason
+
+
+@pytest.mark.parametrize("mode", ["auto", "two_pass"])
+def test_truncated_index_first_mp4_reports_the_declared_count(tmp_path, mode):
+    """Cut to 30% of its bytes, the file still declares 41 frames; far fewer decode."""
+    full = write_index_first_mp4(tmp_path / "full.mp4", 41)
+    info, _ = video.sample_frames(full, lambda n: [n - 1], video.Resize(32, 24), mode)
+    assert (info.num_frames, info.declared_frames) == (41, 41)
+    cut = cut_file(full, tmp_path / "cut.mp4", 0.3)
+    info, frames = video.sample_frames(cut, lambda n: [n - 1], video.Resize(32, 24), mode)
+    assert info.declared_frames == 41 and 1 <= info.num_frames <= 0.3 * 41
+    assert list(frames) == [info.num_frames - 1]
+    assert video.container_frame_count(cut) == 41
 
 
 def test_truncated_file_decodes_what_it_can(clip, tmp_path):

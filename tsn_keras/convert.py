@@ -1,6 +1,6 @@
 """Videos -> sharded TFRecords, one set of shard files per modality: jobs, workers, resume.
 
-`scripts/make_tfrecords.py` is the command line over `convert`. The steps:
+`main` is the command line over `convert` (`scripts/make_tfrecords.py` calls it). The steps:
 
 * Each subset's videos are put in a fixed order (by MD5 of the video id) and dealt round-robin
   to `num_shards` shards, so the assignment depends only on the video list, never on timing,
@@ -15,7 +15,12 @@
   JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
-  OpenCV's default threads.
+  OpenCV's default threads. The parent watches its workers (`_WorkerPool`): a worker that dies
+  (kill -9, the out-of-memory killer) has its video retried once in a fresh worker, then listed
+  as a failure ("worker died (signal 9) while converting <path>"); the run goes on.
+* A video that decodes fewer than `min_decoded_fraction` of the frames its container declares
+  is a failure; a smaller shortfall (`is_short`) is stored, warned about on stderr and listed in
+  the sidecar and the manifest (`short_videos`).
 * Memory per worker: the frames stream through (`video.decode_selected`); only the current
   and previous grayscale frame and the encoded JPEGs of one example are held, so it does not
   grow with the video's length (with `num_snippets=0`, dense, the example itself does).
@@ -25,7 +30,9 @@
   renamed to its final name. A rerun skips shards whose every modality file and sidecar exist
   with the same settings digest, redoes the rest (all of a shard's files); nothing is
   duplicated. Reusing an --out made with other settings is refused. A shard redone in a folder
-  of the older layout (one file per shard holding every modality) loses that older file.
+  of the older layout (one file per shard holding every modality) loses that older file. A
+  write that fails (a full disk, Ctrl-C) removes the shard's `.incomplete` files (and any
+  `.tmp` of a JSON / text file) before the error goes on.
 * A video that cannot be decoded is skipped; its path and reason go to `<out>/failures.txt` and
   the manifest. The manifest (`records.MANIFEST_NAME`) is rebuilt from all sidecars at the end.
 
@@ -37,23 +44,28 @@ j = start..start+L-1 clamped to max(F-2, 0) (a 1-frame video gives one zero fiel
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from absl import flags
 
+from tsn_keras import cli, records, sampling, splits
 from tsn_keras import flow as flow_lib
-from tsn_keras import records, sampling, splits
 from tsn_keras import video as video_lib
 
 SUBSETS = ("train", "test")
@@ -81,6 +93,9 @@ class ConvertConfig:
       jpeg_quality: 0-100.
       decode_mode: "auto" (one pass when the container's frame count is right) or "two_pass".
       warp: warped-flow settings.
+      min_decoded_fraction: a video that decodes fewer than this fraction of the frames its
+        container declares is a failure (truncated); above it, a shortfall is stored, warned
+        about and listed in the manifest (`short_videos`).
     """
 
     modalities: tuple[str, ...] = ("rgb", "flow")
@@ -95,6 +110,7 @@ class ConvertConfig:
     jpeg_quality: int = 90
     decode_mode: str = "auto"
     warp: flow_lib.WarpSettings = flow_lib.WarpSettings()
+    min_decoded_fraction: float = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "modalities", records.check_modalities(self.modalities))
@@ -103,8 +119,8 @@ class ConvertConfig:
                 f"--flow must be one of {list(flow_lib.ALGORITHMS)}. "
                 f"Received: {self.flow_algorithm!r}"
             )
-        if self.flow_bound <= 0:
-            raise ValueError(f"--flow_bound must be > 0. Received: {self.flow_bound}")
+        if not (math.isfinite(self.flow_bound) and self.flow_bound > 0):
+            raise ValueError(f"--flow_bound must be a number > 0. Received: {self.flow_bound}")
         if self.num_snippets < 0:
             raise ValueError(f"--snippets must be >= 0 (0 = dense). Received: {self.num_snippets}")
         if self.snippet_length < 1:
@@ -114,6 +130,10 @@ class ConvertConfig:
         if self.decode_mode not in ("auto", "two_pass"):
             raise ValueError(
                 f"decode_mode must be 'auto' or 'two_pass'. Received: {self.decode_mode!r}"
+            )
+        if not 0 <= self.min_decoded_fraction <= 1:  # also refuses nan
+            raise ValueError(
+                f"--min_decoded_fraction must be in [0, 1]. Received: {self.min_decoded_fraction}"
             )
         video_lib.Resize(self.width, self.height, self.short_side)  # validates the size
 
@@ -127,7 +147,11 @@ class ConvertConfig:
 
     def digest(self) -> str:
         """Short hash of every setting (shards made with other settings are not reused)."""
-        return _digest(dataclasses.asdict(self))
+        fields = dataclasses.asdict(self)
+        # Added after folders were converted: left out at its default so those still resume.
+        if self.min_decoded_fraction == 0.5:
+            del fields["min_decoded_fraction"]
+        return _digest(fields)
 
 
 @dataclass(frozen=True)
@@ -154,6 +178,8 @@ class VideoResult:
     Attributes:
       examples: modality -> serialized SequenceExample holding that modality only (and the
         full context), one per `ConvertConfig.modalities`; None when the video failed.
+      num_frames: frames that decoded.
+      declared_frames: the frame count the container declares (0 = none).
     """
 
     job: VideoJob
@@ -162,6 +188,27 @@ class VideoResult:
     num_frames: int = 0
     flow_pairs: int = 0
     warped_fallbacks: int = 0
+    declared_frames: int = 0
+
+    @property
+    def short(self) -> bool:
+        """Decoded clearly fewer frames than declared (`is_short`)."""
+        return is_short(self.num_frames, self.declared_frames)
+
+
+def is_short(decoded: int, declared: int) -> bool:
+    """Whether `decoded` falls short of the container's `declared` count by more than noise.
+
+    Containers are often one or two frames off (B-frames, edit lists): a shortfall counts when
+    it is more than 2 frames and more than 5% of the declared count.
+    """
+    missing = declared - decoded
+    return declared > 0 and missing > 2 and missing > 0.05 * declared
+
+
+def shortfall_text(decoded: int, declared: int) -> str:
+    """'decoded 10 of 41 declared frames': the words of the warning and the failure."""
+    return f"decoded {decoded} of {declared} declared frames"
 
 
 @dataclass
@@ -279,7 +326,8 @@ def convert_video(
 
     Returns:
       VideoResult: examples {modality: bytes} for `config.modalities`, or examples None and the
-      reason (DecodeError / OpenCV error).
+      reason (DecodeError / OpenCV error / fewer decoded frames than
+      `config.min_decoded_fraction` of the declared count).
     """
     engines = engines or _Engines(config)
     try:
@@ -294,6 +342,13 @@ def convert_video(
         return VideoResult(job, None, e.reason)
     except cv2.error as e:
         return VideoResult(job, None, f"OpenCV error: {str(e).strip().splitlines()[-1]}")
+    decoded, declared = info.num_frames, info.declared_frames
+    if declared > 0 and decoded < config.min_decoded_fraction * declared:
+        reason = (
+            f"{shortfall_text(decoded, declared)} ({decoded / declared:.2f} < "
+            f"--min_decoded_fraction {config.min_decoded_fraction:g}): truncated or damaged"
+        )
+        return VideoResult(job, None, reason, decoded, declared_frames=declared)
     height, width = config.resize.output_size(info.height, info.width)
     clip = records.ClipInfo(
         video_id=job.video_id,
@@ -312,20 +367,53 @@ def convert_video(
         jpeg_quality=config.jpeg_quality,
     )
     examples = {m: records.serialize_example(clip, plan.encoded(m)) for m in config.modalities}
-    return VideoResult(job, examples, None, info.num_frames, plan.flow_pairs, plan.fallbacks)
+    return VideoResult(
+        job, examples, None, decoded, plan.flow_pairs, plan.fallbacks, declared_frames=declared
+    )
 
 
-_WORKER: dict = {}
+# Test-only hook (tests/test_convert.py), read only in worker processes, never in the calling
+# process: "<video path>" makes the worker SIGKILL itself when it starts on that video, as the
+# out-of-memory killer would; "<video path>,<marker file>" does so only while the marker file
+# does not exist (the worker creates it first), i.e. once.
+KILL_WORKER_ENV = "TSN_KERAS_TEST_KILL_WORKER"
 
 
-def _worker_init(config: ConvertConfig, threads: int) -> None:
+def _test_kill_hook(path: str) -> None:
+    value = os.environ.get(KILL_WORKER_ENV)
+    if not value:
+        return
+    target, _, marker = value.partition(",")
+    if path != target:
+        return
+    if marker:
+        if os.path.exists(marker):
+            return
+        open(marker, "w").close()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
+    """A worker process: receives jobs on `conn`, sends back ("ok", result) or ("error", text)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
     cv2.setNumThreads(threads)
-    _WORKER["config"] = config
-    _WORKER["engines"] = _Engines(config, decode_threads=threads)
-
-
-def _worker_run(job: VideoJob) -> VideoResult:
-    return convert_video(job, _WORKER["config"], _WORKER["engines"])
+    engines = _Engines(config, decode_threads=threads)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone (killed)
+            return
+        if job is None:
+            return
+        _test_kill_hook(job.path)
+        try:
+            message = ("ok", convert_video(job, config, engines))
+        except Exception:  # a bug, not a bad video: the parent stops the run with this text
+            message = ("error", traceback.format_exc())
+        try:
+            conn.send(message)
+        except OSError:  # the parent is gone
+            return
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,12 +476,21 @@ def _read_sidecar(out_dir: str, name: str) -> dict | None:
         return None
 
 
-def _write_json(path: str, obj: dict) -> None:
+def _write_text(path: str, text: str) -> None:
+    """Writes through `<path>.tmp` and a rename; the temp file is removed if writing fails."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: leave no temp file behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _write_json(path: str, obj: dict) -> None:
+    _write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def _shard_done(out_dir: str, shard: _Shard) -> bool:
@@ -416,6 +513,8 @@ def _shard_done(out_dir: str, shard: _Shard) -> bool:
 class _Progress:
     """One stderr line: done/total, videos/s, ETA, failures (no dependency)."""
 
+    showing = False  # a progress line without its newline is on stderr (`_warn` ends it)
+
     def __init__(self, total: int, enabled: bool, stream=sys.stderr):
         self.total, self.enabled, self.stream = total, enabled, stream
         self.start = time.monotonic()
@@ -437,27 +536,157 @@ class _Progress:
                 f"ETA {h}:{m:02d}:{s:02d}  failed {self.failed}   "
             )
             self.stream.flush()
+            _Progress.showing = True
 
     def close(self) -> None:
-        if self.enabled and self.total:
+        if self.enabled and self.total and _Progress.showing:
             self.stream.write("\n")
             self.stream.flush()
+        _Progress.showing = False
 
 
 def _results(
     jobs: Sequence[VideoJob], config: ConvertConfig, workers: int
 ) -> Iterator[VideoResult]:
-    """Converted videos in job order (in-process with one worker, else a spawn pool)."""
+    """Converted videos in job order (in-process with one worker, else `_WorkerPool`)."""
     if workers <= 1:
         engines = _Engines(config)
         for job in jobs:
             yield convert_video(job, config, engines)
         return
-    # spawn: the parent may hold TensorFlow state, which must not be forked. One OpenCV thread
-    # per worker: the workers already fill the cores.
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(config, 1)) as pool:
-        yield from pool.imap(_worker_run, jobs, chunksize=1)
+    pool = _WorkerPool(config, workers)
+    try:
+        yield from pool.run(jobs)
+    finally:
+        pool.close()  # also on an error or Ctrl-C in the caller (generator close)
+
+
+# Tries per video when its worker process dies (killed, crashed): the first in the worker that
+# died, the retry in a fresh one.
+WORKER_TRIES = 2
+# Jobs each worker holds at a time (`_WorkerPool.run`).
+PREFETCH = 2
+
+
+class _WorkerPool:
+    """`workers` spawned processes, each holding up to PREFETCH jobs, their deaths watched.
+
+    multiprocessing.Pool replaces a worker that dies (kill -9, the out-of-memory killer) but
+    loses its task, so `imap` waits forever. Here the parent knows which jobs each process holds
+    and waits on the processes' sentinels as well as their pipes: a death is seen at once, the
+    job goes to a fresh process once more, and a second death makes it a failed video
+    ("worker died (signal 9) while converting <path>"). Spawn, not fork: the parent may hold
+    TensorFlow state. One OpenCV thread per worker: the workers already fill the cores.
+    """
+
+    def __init__(self, config: ConvertConfig, workers: int):
+        self.config = config
+        self.ctx = multiprocessing.get_context("spawn")
+        self.procs: list = [self._start() for _ in range(workers)]  # [process, pipe] per slot
+
+    def _start(self) -> list:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker_main, args=(child, self.config, 1), daemon=True)
+        proc.start()
+        child.close()
+        return [proc, parent]
+
+    def _restart(self, slot: int) -> str:
+        """Replaces a dead worker with a fresh one; returns how it died ("signal 9")."""
+        proc, conn = self.procs[slot]
+        proc.join()
+        conn.close()
+        self.procs[slot] = self._start()
+        code = proc.exitcode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
+    def _send(self, slot: int, job: VideoJob) -> None:
+        with contextlib.suppress(OSError):  # it died: its sentinel says so in `run`
+            self.procs[slot][1].send(job)
+
+    def _receive(self, slot: int):
+        """The worker's next answer, or None when there is none (yet, or ever: it died)."""
+        conn = self.procs[slot][1]
+        try:
+            return conn.recv() if conn.poll() else None
+        except (EOFError, OSError):  # died while sending
+            return None
+
+    def run(self, jobs: Sequence[VideoJob]) -> Iterator[VideoResult]:
+        """Yields the results in job order.
+
+        Each worker holds up to PREFETCH jobs (the next waits in its pipe, so the worker never
+        idles while the parent writes) and converts them in order, so a dead worker was
+        converting the oldest job it had not answered: that job is charged with the death; the
+        others go back to the queue. Jobs more than 4 x workers past the next one to yield are
+        not sent yet, which bounds the results waiting in the parent.
+        """
+        window = 4 * len(self.procs)
+        todo = list(range(len(jobs)))[::-1]  # job indices, next last
+        deaths = [0] * len(jobs)
+        done: dict[int, VideoResult] = {}
+        held = [collections.deque() for _ in self.procs]  # per slot: job indices unanswered
+        following = 0  # the next job index to yield
+        while following < len(jobs):
+            for slot, queue in enumerate(held):
+                if not queue and not self.procs[slot][0].is_alive():  # died idle: none lost
+                    self._restart(slot)
+                while len(queue) < PREFETCH and todo and todo[-1] < following + window:
+                    queue.append(todo.pop())
+                    self._send(slot, jobs[queue[-1]])
+            while following in done:
+                yield done.pop(following)
+                following += 1
+            waits = {}
+            for slot, queue in enumerate(held):
+                if queue:
+                    proc, conn = self.procs[slot]
+                    waits[conn] = waits[proc.sentinel] = slot
+            if not waits:  # all yielded, or the window moved on: send more
+                continue
+            for slot in {waits[w] for w in multiprocessing.connection.wait(list(waits))}:
+                queue = held[slot]
+                while queue and (message := self._receive(slot)) is not None:
+                    index = queue.popleft()
+                    status, value = message
+                    if status == "error":
+                        raise RuntimeError(f"worker failed on {jobs[index].path}:\n{value}")
+                    done[index] = value
+                if not queue or self.procs[slot][0].is_alive():
+                    continue
+                why = self._restart(slot)
+                index = queue.popleft()  # the one it was converting
+                todo = sorted([*todo, *queue], reverse=True)  # never started: not charged
+                queue.clear()
+                deaths[index] += 1
+                job = jobs[index]
+                if deaths[index] < WORKER_TRIES:  # once more, in the fresh worker of this slot
+                    _warn(f"worker died ({why}) while converting {job.path}; retrying it")
+                    queue.append(index)
+                    self._send(slot, job)
+                else:
+                    reason = f"worker died ({why}) while converting {job.path}"
+                    done[index] = VideoResult(job, None, reason)
+
+    def close(self) -> None:
+        """Asks every worker to stop; kills those still busy after a second (an error, Ctrl-C)."""
+        for _, conn in self.procs:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        deadline = time.monotonic() + 1
+        for proc, conn in self.procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():  # busy with a video the caller no longer wants
+                proc.kill()
+                proc.join()
+            conn.close()
+
+
+def _warn(message: str) -> None:
+    """A warning on its own stderr line (ending the progress line first if one is showing)."""
+    sys.stderr.write(("\n" if _Progress.showing else "") + f"warning: {message}\n")
+    sys.stderr.flush()
+    _Progress.showing = False
 
 
 def convert(
@@ -538,17 +767,43 @@ def _write_shards(
     report: ConvertReport,
     bar: _Progress,
 ) -> None:
-    """Writes the pending shards in order: temp file, sidecar, rename (see module docstring)."""
-    import tensorflow as tf  # the parent writes; workers never import TensorFlow
+    """Writes the pending shards in order: temp file, sidecar, rename (see module docstring).
 
+    Raises:
+      OSError: a file cannot be written (a full disk); the shard's temp files are removed.
+    """
     for shard in pending:
         finals = {m: os.path.join(out_dir, name) for m, name in shard.files.items()}
-        failures, fallbacks, written = [], 0, 0
+        try:
+            side = _write_shard_files(shard, finals, results, report, bar)
+            _write_json(_sidecar_path(out_dir, shard.name), side)
+            for final in finals.values():
+                os.replace(final + ".incomplete", final)
+        except BaseException:  # a full disk, Ctrl-C: no temp file outlives the run
+            for final in finals.values():
+                with contextlib.suppress(OSError):
+                    os.remove(final + ".incomplete")
+            raise
+        combined = os.path.join(out_dir, shard.name)  # the older layout's file of this shard
+        if os.path.isfile(combined):
+            os.remove(combined)
+
+
+def _write_shard_files(
+    shard: _Shard,
+    finals: Mapping[str, str],
+    results: Iterator[VideoResult],
+    report: ConvertReport,
+    bar: _Progress,
+) -> dict:
+    """Writes one shard's `<file>.incomplete` files; returns its sidecar."""
+    import tensorflow as tf  # the parent writes; workers never import TensorFlow
+
+    failures, short, fallbacks, written = [], [], 0, 0
+    temps = {m: final + ".incomplete" for m, final in finals.items()}
+    try:
         with contextlib.ExitStack() as stack:
-            writers = {
-                m: stack.enter_context(tf.io.TFRecordWriter(final + ".incomplete"))
-                for m, final in finals.items()
-            }
+            writers = {m: stack.enter_context(tf.io.TFRecordWriter(p)) for m, p in temps.items()}
             for _ in shard.jobs:
                 result = next(results)
                 report.videos += 1
@@ -562,21 +817,28 @@ def _write_shards(
                     for m, writer in writers.items():  # same videos, same order in every file
                         writer.write(result.examples[m])
                     written += 1
+                    if result.short:
+                        text = shortfall_text(result.num_frames, result.declared_frames)
+                        _warn(f"{result.job.path}: {text}; stored with the frames that decoded")
+                        short.append(
+                            {
+                                "path": result.job.path,
+                                "decoded_frames": result.num_frames,
+                                "declared_frames": result.declared_frames,
+                            }
+                        )
                 bar.update(result.examples is None)
-        side = {
-            "files": shard.files,
-            "num_examples": written,
-            "failures": failures,
-            "warped_flow_fallbacks": fallbacks,
-            "digest": shard.digest,
-            "video_ids": [j.video_id for j in shard.jobs],
-        }
-        _write_json(_sidecar_path(out_dir, shard.name), side)
-        for final in finals.values():
-            os.replace(final + ".incomplete", final)
-        combined = os.path.join(out_dir, shard.name)  # the older layout's file of this shard
-        if os.path.isfile(combined):
-            os.remove(combined)
+    except tf.errors.OpError as e:  # TensorFlow's I/O errors: an OSError naming the files
+        raise OSError(f"cannot write {', '.join(temps.values())}: {e.message}") from e
+    return {
+        "files": shard.files,
+        "num_examples": written,
+        "failures": failures,
+        "short_videos": short,
+        "warped_flow_fallbacks": fallbacks,
+        "digest": shard.digest,
+        "video_ids": [j.video_id for j in shard.jobs],
+    }
 
 
 def _write_manifest(
@@ -584,7 +846,7 @@ def _write_manifest(
 ) -> dict:
     """Rebuilds manifest.json and failures.txt from the sidecars of every finished shard."""
     sets: dict[str, dict] = {}
-    failures, fallbacks = [], 0
+    failures, short, fallbacks = [], [], 0
     for shard in shards:
         entry = sets.setdefault(
             shard.subset,
@@ -598,6 +860,7 @@ def _write_manifest(
         entry["shards"].append({"files": shard.files, "num_examples": side["num_examples"]})
         entry["num_examples"] += side["num_examples"]
         failures += [dict(f, subset=shard.subset) for f in side["failures"]]
+        short += [dict(v, subset=shard.subset) for v in side.get("short_videos", [])]
         fallbacks += side["warped_flow_fallbacks"]
     manifest = {
         "dataset": info.get("dataset", ""),
@@ -619,13 +882,14 @@ def _write_manifest(
         "complete": all(s["complete"] for s in sets.values()),
         "sets": sets,
         "failures": failures,
+        "short_videos": short,
         "warped_flow_fallbacks": fallbacks,
     }
     manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split")})
     manifest.setdefault("flags", {})
     _write_json(os.path.join(out_dir, records.MANIFEST_NAME), manifest)
-    with open(os.path.join(out_dir, FAILURES_NAME), "w", encoding="utf-8") as f:
-        f.writelines(f"{x['path']}\t{x['reason']}\n" for x in failures)
+    failed = "".join(f"{x['path']}\t{x['reason']}\n" for x in failures)
+    _write_text(os.path.join(out_dir, FAILURES_NAME), failed)
     return manifest
 
 
@@ -639,3 +903,190 @@ def jobs_from_pairs(
             raise ValueError(f"{path}: label {label} outside the {len(classes)} classes")
         jobs.append(VideoJob(path, splits.video_id(path, video_root), int(label), classes[label]))
     return jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line (scripts/make_tfrecords.py).
+
+USAGE = """Videos -> sharded TFRecords of RGB / optical-flow snippets, one example per video and
+modality.
+
+    python scripts/make_tfrecords.py --dataset ucf101 --split 1 --video_root UCF-101 \\
+        --split_dir ucfTrainTestlist --modalities rgb,flow --flow tvl1
+    python scripts/make_tfrecords.py --dataset folder --video_root my_videos --test_fraction 0.2 \\
+        --modalities rgb --out tfrecords/mine
+
+Writes <out>/{train,test}-<modality>-NNNNN-of-NNNNN.tfrecord (each modality in its own files,
+so training one stream reads only its bytes), <out>/manifest.json and <out>/failures.txt
+(`--out` defaults to tfrecords/<dataset>_split<N>). Rerunning the same command resumes: finished
+shards are kept, unfinished ones redone. Videos that cannot be decoded (or decode fewer than
+--min_decoded_fraction of the frames their container declares) are skipped and listed. Several
+machines can share the work with `--shard_index k --num_shards_total M` on one shared --out.
+Record format: tsn_keras/records.py.
+
+Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
+2 a bad flag, split file or --out, 130 interrupted (Ctrl-C).
+"""
+
+
+def _define_flags(fv: flags.FlagValues) -> None:
+    """The command's flags, on its private FlagValues."""
+    flags.DEFINE_enum("dataset", None, list(splits.DATASETS), "Dataset layout.", flag_values=fv)
+    flags.DEFINE_bool(
+        "require_all",
+        False,
+        "Stop if a listed video is not on disk (kinetics, ssv2 skip those).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string("video_root", None, "Folder holding the videos.", flag_values=fv)
+    flags.DEFINE_string("split_dir", None, "Split files folder (ucf101/hmdb51).", flag_values=fv)
+    flags.DEFINE_integer("split", 1, "Split number (1-3 for UCF101 / HMDB51).", flag_values=fv)
+    flags.DEFINE_string("csv", None, "CSV file for --dataset csv.", flag_values=fv)
+    flags.DEFINE_float(
+        "test_fraction", 0.3, "folder/csv: hash-decided test fraction.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "out", None, "Output folder; default tfrecords/<dataset>_split<N>.", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "modalities",
+        ["rgb", "flow"],
+        f"What to store, among {', '.join(records.MODALITIES)}.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "flow", "tvl1", list(flow_lib.ALGORITHMS), "Optical flow algorithm.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "dis_preset", "medium", list(flow_lib.DIS_PRESETS), "DIS preset.", flag_values=fv
+    )
+    flags.DEFINE_float("flow_bound", 20.0, "Flow clip bound (pixels) for uint8.", flag_values=fv)
+    flags.DEFINE_integer("snippets", 25, "Snippets per video; 0 = every frame.", flag_values=fv)
+    flags.DEFINE_integer("snippet_length", 5, "Frames per flow/rgbdiff snippet.", flag_values=fv)
+    flags.DEFINE_integer("width", 340, "Stored frame width.", flag_values=fv)
+    flags.DEFINE_integer("height", 256, "Stored frame height.", flag_values=fv)
+    flags.DEFINE_integer(
+        "short_side", None, "Keep the aspect, shorter side this long.", flag_values=fv
+    )
+    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality (0-100).", flag_values=fv)
+    flags.DEFINE_enum(
+        "decode",
+        "auto",
+        ["auto", "two_pass"],
+        "auto: one pass when the frame count is right.",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "min_decoded_fraction",
+        0.5,
+        "A video that decodes fewer than this fraction of the frames its container declares "
+        "(truncated) is a failure; above it, a shortfall is stored with a warning.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer("workers", 0, "Worker processes; 0 = all cores.", flag_values=fv)
+    flags.DEFINE_integer(
+        "num_shards", 0, "Shards per subset; 0 = ~100 videos each.", flag_values=fv
+    )
+    flags.DEFINE_integer("shard_index", 0, "This machine's slice of the shards.", flag_values=fv)
+    flags.DEFINE_integer(
+        "num_shards_total", 1, "Machines sharing the work; shard i -> i % this.", flag_values=fv
+    )
+    flags.DEFINE_list("subsets", ["train", "test"], "Subsets to convert.", flag_values=fv)
+    flags.DEFINE_bool("progress", True, "Progress line on stderr.", flag_values=fv)
+    flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
+
+
+def _check_out(out: str) -> None:
+    """Creates --out and writes a probe file there: a usage error now, not after an hour."""
+    try:
+        os.makedirs(os.path.join(out, PROGRESS_DIR), exist_ok=True)
+        probe = os.path.join(out, PROGRESS_DIR, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise flags.Error(
+            f"--out {out}: cannot write there ({e.strerror or e}); pick a writable folder"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of scripts/make_tfrecords.py; returns the exit status (see USAGE)."""
+    argv = sys.argv if argv is None else argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the writer imports TensorFlow
+    fv = flags.FlagValues()
+    _define_flags(fv)
+    try:
+        if cli.parse_flags(fv, argv, USAGE) is None:
+            return 0
+        unknown = sorted(set(fv.subsets) - set(SUBSETS))
+        if unknown:
+            raise flags.Error(f"--subsets must be among {list(SUBSETS)}. Received: {unknown}")
+        try:
+            config = ConvertConfig(
+                modalities=tuple(fv.modalities),
+                flow_algorithm=fv.flow,
+                flow_bound=fv.flow_bound,
+                dis_preset=fv.dis_preset,
+                num_snippets=fv.snippets,
+                snippet_length=fv.snippet_length,
+                width=fv.width,
+                height=fv.height,
+                short_side=fv.short_side,
+                jpeg_quality=fv.jpeg_quality,
+                decode_mode=fv.decode,
+                min_decoded_fraction=fv.min_decoded_fraction,
+            )
+        except ValueError as e:
+            raise flags.Error(str(e)) from None
+    except flags.Error as e:
+        return cli.usage_error(e)
+    out = fv.out or os.path.join("tfrecords", f"{fv.dataset}_split{fv.split}")
+    try:
+        split = splits.load_split(
+            fv.dataset,
+            fv.video_root,
+            split_dir=fv.split_dir,
+            split=fv.split,
+            csv_path=fv.csv,
+            test_fraction=fv.test_fraction,
+            require_all=fv.require_all,
+        )
+        pairs = {"train": split.train, "test": split.test}
+        subsets = {
+            s: jobs_from_pairs(pairs[s], split.classes, split.video_root)
+            for s in SUBSETS
+            if s in fv.subsets
+        }
+        _check_out(out)
+        report = convert(
+            subsets,
+            out,
+            config,
+            split.classes,
+            num_shards=fv.num_shards,
+            workers=fv.workers,
+            slice_index=fv.shard_index,
+            num_slices=fv.num_shards_total,
+            info={"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()},
+            progress=fv.progress,
+        )
+    except (ValueError, flags.Error) as e:  # split files, --out, settings of an older run
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # writing failed (a full disk); the run's temp files are removed
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the shard's temp files are removed, the workers stopped
+        print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    manifest = report.manifest
+    counts = ", ".join(f"{k} {v['num_examples']}" for k, v in manifest["sets"].items())
+    print(
+        f"{out}: {counts} examples; this run {report.videos} videos in {report.seconds:.1f} s "
+        f"({len(report.skipped_shards)} finished shards kept), {len(manifest['failures'])} "
+        f"failed (see {os.path.join(out, FAILURES_NAME)}), {len(manifest['short_videos'])} "
+        "stored short of their declared frames"
+        + ("" if manifest["complete"] else "; other slices still to do (--shard_index)")
+    )
+    return 1 if manifest["failures"] else 0

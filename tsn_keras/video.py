@@ -1,7 +1,11 @@
 """Decoding a video file into RGB frames: streaming, resized, counting what really decodes.
 
 Containers often report a frame count that is off by one, or 0 (`CAP_PROP_FRAME_COUNT`); the
-number of frames here is always the number that decoded.
+number of frames here is always the number that decoded. The container's count is kept beside it
+(`VideoInfo.declared_frames`) so that callers can tell a truncated file: an mp4 whose index
+(moov atom) is at the front still opens when cut, declares every frame, and decodes only the
+frames its remaining bytes hold. OpenCV's count is the stream's frame count, or duration x fps
+rounded when the container stores none, so one number covers both.
 
 Conversion needs only the frames of the sampled snippets, but which frames those are depends on
 the frame count, known only after decoding to the end. `decode_selected` therefore:
@@ -82,6 +86,7 @@ class VideoInfo:
       fps: the container's frame rate (0.0 if it reports none).
       height: decoded frame height (before resizing).
       width: decoded frame width (before resizing).
+      declared_frames: the container's frame count (`container_frame_count`; 0 = none).
     """
 
     path: str
@@ -89,6 +94,7 @@ class VideoInfo:
     fps: float
     height: int
     width: int
+    declared_frames: int = 0
 
 
 def open_video(path: str, threads: int = 0) -> cv2.VideoCapture:
@@ -168,7 +174,11 @@ def probe(path: str, threads: int = 0) -> VideoInfo:
 
 
 def container_frame_count(path: str) -> int:
-    """The frame count the container claims (CAP_PROP_FRAME_COUNT; 0 if none): a hint only."""
+    """The frame count the container claims (CAP_PROP_FRAME_COUNT; 0 if none): a hint only.
+
+    OpenCV's FFmpeg backend reports the stream's frame count, or duration x fps rounded when
+    the container stores no count.
+    """
     cap = open_video(path)
     try:
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -235,19 +245,21 @@ def decode_selected(
       threads: FFmpeg decoder threads (`open_video`).
 
     Returns:
-      (info, plan): the plan of the true frame count, fed every frame it asked for.
+      (info, plan): the plan of the true frame count, fed every frame it asked for;
+      `info.declared_frames` is the container's count, whatever the mode.
 
     Raises:
       DecodeError: missing / empty / not a video / zero frames / a frame that does not decode.
     """
     if mode not in ("auto", "two_pass"):
         raise ValueError(f"decode mode must be 'auto' or 'two_pass'. Received: {mode!r}")
-    hint = container_frame_count(path) if mode == "auto" else 0
+    declared = container_frame_count(path)
+    hint = declared if mode == "auto" else 0
     if hint > 0:
         plan = make_plan(hint)
         count, fps, size = _decode_pass(path, plan, resize, threads)
         if count == hint:
-            return VideoInfo(path, count, fps, size[0], size[1]), plan
+            return VideoInfo(path, count, fps, size[0], size[1], declared), plan
         del plan  # the container's count was wrong: decode again for the true count
         if count == 0:
             raise DecodeError(path, "zero frames: the file opens but no frame decodes (truncated?)")
@@ -256,7 +268,7 @@ def decode_selected(
     plan = _CheckedPlan(make_plan(count), count, path)
     _, fps, size = _decode_pass(path, plan, resize, threads)
     plan.check()
-    return VideoInfo(path, count, fps, size[0], size[1]), plan.inner
+    return VideoInfo(path, count, fps, size[0], size[1], declared), plan.inner
 
 
 class _CheckedPlan:
