@@ -500,16 +500,8 @@ def convert(
         raise ValueError(f"subsets must be among {list(SUBSETS)}. Received: {unknown}")
     workers = workers or os.cpu_count() or 1
     os.makedirs(os.path.join(out_dir, PROGRESS_DIR), exist_ok=True)
-    config_digest = config.digest()
 
-    shards: list[_Shard] = []
-    for subset, jobs in subsets.items():
-        count = num_shards.get(subset, 0) if isinstance(num_shards, Mapping) else num_shards
-        count = count or auto_num_shards(len(jobs))
-        for index, shard_jobs in enumerate(assign_shards(jobs, count)):
-            key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
-            shard = _Shard(subset, index, count, tuple(shard_jobs), _digest(key), config.modalities)
-            shards.append(shard)
+    shards = plan_shards(subsets, config, num_shards)
     mine = [s for s in shards if s.index % num_slices == slice_index]
     pending = [s for s in mine if not _shard_done(out_dir, s)]
     report = ConvertReport(manifest={}, skipped_shards=[s.name for s in mine if s not in pending])
@@ -639,3 +631,27 @@ def jobs_from_pairs(
             raise ValueError(f"{path}: label {label} outside the {len(classes)} classes")
         jobs.append(VideoJob(path, splits.video_id(path, video_root), int(label), classes[label]))
     return jobs
+
+
+def plan_shards(
+    subsets: Mapping[str, Sequence[VideoJob]],
+    config: ConvertConfig,
+    num_shards: int | Mapping[str, int] = 0,
+) -> list[_Shard]:
+    """Every subset's shards with their jobs and settings digest (`convert`, `tsn_keras.beam`).
+
+    Args:
+      subsets: jobs per subset name.
+      config: what to store (part of each shard's digest).
+      num_shards: shards per subset (int for all, or per subset); 0 = `auto_num_shards`.
+    """
+    config_digest = config.digest()
+    shards: list[_Shard] = []
+    for subset, jobs in subsets.items():
+        count = num_shards.get(subset, 0) if isinstance(num_shards, Mapping) else num_shards
+        count = count or auto_num_shards(len(jobs))
+        for index, shard_jobs in enumerate(assign_shards(jobs, count)):
+            key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
+            shard = _Shard(subset, index, count, tuple(shard_jobs), _digest(key), config.modalities)
+            shards.append(shard)
+    return shards
