@@ -10,9 +10,12 @@ so training one stream reads only its bytes), <out>/manifest.json and <out>/fail
 (`--out` defaults to tfrecords/<dataset>_split<N>). Rerunning the same command resumes: finished
 shards are kept, unfinished ones redone. Videos that cannot be decoded are skipped and listed;
 the exit status is 1 if any failed. Several machines can share the work with
-`--shard_index k --num_shards_total M` on one shared --out. Record format: tsn_keras/records.py.
+`--shard_index k --num_shards_total M` on one shared --out, or an Apache Beam runner can:
+`--runner DataflowRunner ... -- <Beam's options>` (same files; docs/cluster.md). Record format:
+tsn_keras/records.py.
 """
 
+import functools
 import os
 import sys
 
@@ -58,11 +61,21 @@ _NUM_SHARDS_TOTAL = flags.DEFINE_integer(
 )
 _SUBSETS = flags.DEFINE_list("subsets", ["train", "test"], "Subsets to convert.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress line on stderr.")
+_RUNNER = flags.DEFINE_enum(
+    "runner",
+    None,
+    ["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner"],
+    "Convert on Apache Beam (tsn_keras.beam; Beam's options go after `--`, see "
+    "docs/cluster.md); unset: local worker processes.",
+)
+_WORKER_VIDEO_ROOT = flags.DEFINE_string(
+    "worker_video_root", None, "With --runner: where workers read the videos (gs://...)."
+)
 
 
 def main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the writer imports TensorFlow
-    if len(argv) > 1:
+    if len(argv) > 1 and not _RUNNER.value:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; all options are --flags")
     config = convert.ConvertConfig(
         modalities=tuple(_MODALITIES.value),
@@ -96,17 +109,32 @@ def main(argv):
     }
     out = _OUT.value or os.path.join("tfrecords", f"{_DATASET.value}_split{_SPLIT.value}")
     flag_values = {f.name: f.value for f in flags.FLAGS.get_key_flags_for_module(sys.argv[0])}
-    report = convert.convert(
+    if _RUNNER.value:
+        if _SHARD_INDEX.value or _NUM_SHARDS_TOTAL.value != 1:
+            raise app.UsageError("--shard_index/--num_shards_total: the runner shares the work")
+        from tsn_keras import beam
+
+        run = functools.partial(
+            beam.convert,
+            runner=_RUNNER.value,
+            pipeline_args=argv[1:],
+            worker_video_root=_WORKER_VIDEO_ROOT.value,
+        )
+    else:
+        run = functools.partial(
+            convert.convert,
+            workers=_WORKERS.value,
+            slice_index=_SHARD_INDEX.value,
+            num_slices=_NUM_SHARDS_TOTAL.value,
+            progress=_PROGRESS.value,
+        )
+    report = run(
         subsets,
         out,
         config,
         split.classes,
         num_shards=_NUM_SHARDS.value,
-        workers=_WORKERS.value,
-        slice_index=_SHARD_INDEX.value,
-        num_slices=_NUM_SHARDS_TOTAL.value,
         info={"dataset": _DATASET.value, "split": _SPLIT.value, "flags": flag_values},
-        progress=_PROGRESS.value,
     )
     manifest = report.manifest
     counts = ", ".join(f"{k} {v['num_examples']}" for k, v in manifest["sets"].items())

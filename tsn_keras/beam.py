@@ -107,16 +107,28 @@ def _local_view(out_dir: str) -> Iterator[str]:
         yield view
 
 
+def _upload(local: str, remote: str) -> str:
+    """Copies a local file to `<remote>.incomplete` and returns that name (rename it after)."""
+    gfile = _gfile()
+    temp = remote + ".incomplete"
+    if gfile.exists(temp):  # a killed attempt's; some file systems (ram://) append to a file
+        gfile.remove(temp)
+    gfile.copy(local, temp)
+    return temp
+
+
 def _publish_shard(local_dir: str, out_dir: str, shard) -> None:
     """Copies a shard written under `local_dir` to remote `out_dir` by the local rule's steps."""
     gfile = _gfile()
-    for name in shard.files.values():
-        gfile.copy(os.path.join(local_dir, name), _join(out_dir, name + ".incomplete"), True)
-    side = f"{shard.name}.json"
-    local_side = os.path.join(local_dir, convert_lib.PROGRESS_DIR, side)
-    gfile.copy(local_side, _join(out_dir, convert_lib.PROGRESS_DIR, side), overwrite=True)
-    for name in shard.files.values():
-        gfile.rename(_join(out_dir, name + ".incomplete"), _join(out_dir, name), overwrite=True)
+    temps = {
+        _join(out_dir, name): _upload(os.path.join(local_dir, name), _join(out_dir, name))
+        for name in shard.files.values()
+    }
+    side = os.path.join(convert_lib.PROGRESS_DIR, f"{shard.name}.json")
+    remote_side = _join(out_dir, convert_lib.PROGRESS_DIR, f"{shard.name}.json")
+    gfile.rename(_upload(os.path.join(local_dir, side), remote_side), remote_side, True)
+    for final, temp in temps.items():
+        gfile.rename(temp, final, overwrite=True)
     combined = _join(out_dir, shard.name)  # the older layout's file of this shard
     if gfile.exists(combined):
         gfile.remove(combined)
@@ -129,7 +141,8 @@ def _write_manifest(out_dir: str, shards, config, classes, info) -> dict:
         if view != out_dir:
             gfile = _gfile()
             for name in (records.MANIFEST_NAME, convert_lib.FAILURES_NAME):
-                gfile.copy(os.path.join(view, name), _join(out_dir, name), overwrite=True)
+                remote = _join(out_dir, name)
+                gfile.rename(_upload(os.path.join(view, name), remote), remote, overwrite=True)
     return manifest
 
 
@@ -384,8 +397,9 @@ def convert(
         text = json.dumps(plan, sort_keys=True)
         digest = hashlib.sha1(text.encode()).hexdigest()[:16]
         plan_path = _join(out_dir, convert_lib.PROGRESS_DIR, f"beam-plan-{digest}.json")
-        with _gfile().GFile(plan_path, "w") as f:
-            f.write(text)
+        if not _gfile().exists(plan_path):  # the same name holds the same plan
+            with _gfile().GFile(plan_path, "w") as f:
+                f.write(text)
         options = PipelineOptions(list(pipeline_args), runner=runner)
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, plan_path, plan["pending"], out_dir, config, classes, info)
