@@ -27,6 +27,7 @@ Targets (issue 3, 2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs
 --workers 2 >= 1.8x --workers 1.
 """
 
+import importlib.util
 import json
 import os
 import resource
@@ -251,9 +252,7 @@ BEAM_ROWS = [
 
 def _beam_rows(work: str, paths: list[str], env: dict) -> None:
     """Local converter vs Beam's DirectRunner on the same videos and settings, one run."""
-    try:
-        import apache_beam  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("apache_beam") is None:
         print("(Beam rows skipped: pip install '.[beam]')")
         return
     print(f"\nRGB + flow DIS medium, {len(paths)} videos, 2 shards: local converter vs Beam")

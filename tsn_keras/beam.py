@@ -49,7 +49,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics, MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from tsn_keras import convert as convert_lib
 from tsn_keras import records
@@ -193,17 +193,20 @@ class _ShardJobs(beam.DoFn):
 
 
 class _ConvertVideo(beam.DoFn):
-    """(name, position, job) -> (name, (position, VideoResult)); failures become results."""
+    """(name, position, job) -> (name, (position, VideoResult)); failures become results.
 
-    def __init__(self, config: convert_lib.ConvertConfig):
-        self.config = config
+    threads: OpenCV threads per worker; 0 = OpenCV's default (all cores).
+    """
+
+    def __init__(self, config: convert_lib.ConvertConfig, threads: int = 1):
+        self.config, self.threads = config, threads
 
     def setup(self):
-        import cv2
+        if self.threads:
+            import cv2
 
-        # One OpenCV thread: the runner already runs one worker process (or thread) per core.
-        cv2.setNumThreads(1)
-        self.engines = convert_lib._Engines(self.config, decode_threads=1)
+            cv2.setNumThreads(self.threads)
+        self.engines = convert_lib._Engines(self.config, decode_threads=self.threads)
         self.videos = Metrics.counter(NAMESPACE, "videos")
         self.failed = Metrics.counter(NAMESPACE, "failed")
         self.frames = Metrics.counter(NAMESPACE, "frames")
@@ -304,6 +307,7 @@ def build_pipeline(
     config: convert_lib.ConvertConfig,
     classes: Sequence[str],
     info: Mapping,
+    threads: int = 1,
 ) -> None:
     """Adds the conversion's steps to `pipeline` (see the module docstring)."""
     written = (
@@ -311,7 +315,7 @@ def build_pipeline(
         | "PendingShards" >> beam.Create(list(pending))
         | "Videos" >> beam.ParDo(_ShardJobs(plan_path))
         | "Spread" >> beam.Reshuffle()
-        | "Convert" >> beam.ParDo(_ConvertVideo(config))
+        | "Convert" >> beam.ParDo(_ConvertVideo(config, threads))
         | "ByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(_WriteShard(plan_path, out_dir))
     )
@@ -402,7 +406,9 @@ def convert(
                 f.write(text)
         options = PipelineOptions(list(pipeline_args), runner=runner)
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, plan_path, plan["pending"], out_dir, config, classes, info)
+        names = plan["pending"]
+        threads = _opencv_threads(runner, options)
+        build_pipeline(pipeline, plan_path, names, out_dir, config, classes, info, threads)
         try:
             result = pipeline.run()
             result.wait_until_finish()
@@ -417,6 +423,14 @@ def convert(
         report.manifest = _write_manifest(out_dir, shards, config, classes, info)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _opencv_threads(runner: str, options: PipelineOptions) -> int:
+    """OpenCV threads per worker: 1 where the runner runs a worker per core (clusters, the
+    DirectRunner's worker processes); OpenCV's default (0: all cores) for the DirectRunner with
+    one worker, which converts one video at a time (as the local converter's --workers 1)."""
+    workers = options.view_as(DirectOptions).direct_num_workers
+    return 0 if runner == "DirectRunner" and workers == 1 else 1
 
 
 def _counters(result) -> dict[str, int]:
