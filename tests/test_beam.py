@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tsn_keras import convert, records, splits, synthetic
 
-beam = pytest.importorskip("tsn_keras.beam")  # the `beam` extra (apache-beam)
+pytest.importorskip("apache_beam", reason="the beam extra: pip install '.[beam]'")
+from tsn_keras import beam  # noqa: E402  (after the skip)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = convert.ConvertConfig(
