@@ -50,6 +50,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import apache_beam as beam
 from apache_beam.metrics import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.runners.runner import PipelineState
 
 from tsn_keras import convert as convert_lib
 from tsn_keras import records
@@ -411,9 +412,11 @@ def convert(
         build_pipeline(pipeline, plan_path, names, out_dir, config, classes, info, threads)
         try:
             result = pipeline.run()
-            result.wait_until_finish()
+            state = result.wait_until_finish()
         except Exception as e:
             raise RuntimeError(f"the {runner} job failed: {e}") from e
+        if state not in (None, PipelineState.DONE):  # cancelled, drained, ...
+            raise RuntimeError(f"the {runner} job ended {state}; run again to resume")
         counts = _counters(result)
         report.videos, report.failed = counts["videos"], counts["failed"]
         report.frames, report.flow_pairs = counts["frames"], counts["flow_pairs"]
