@@ -21,7 +21,8 @@ flow, 2 shards) by the local converter and by `tsn_keras.beam.convert` on Beam's
 in-process and with 2 worker processes, in one run: videos/s is videos over the call's seconds
 (the pipeline's start-up and each Beam worker's TensorFlow import included; the local rows
 exclude the parent's TensorFlow import, as above), and each Beam row's ratio is against the
-local row with as many workers.
+local row with as many workers. CPU s/video counts the converting process and its children
+(Beam's worker processes included), which other load on the machine moves less than seconds.
 
 Targets (issue 3, 2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
 --workers 2 >= 1.8x --workers 1.
@@ -257,8 +258,9 @@ def _beam_rows(work: str, paths: list[str], env: dict) -> None:
         return
     print(f"\nRGB + flow DIS medium, {len(paths)} videos, 2 shards: local converter vs Beam")
     header = f"{'converter':32s} {'workers':>7s} {'videos':>6s} {'seconds':>8s} {'videos/s':>8s}"
-    print(header + f" {'vs local':>8s}")
-    print("-" * (len(header) + 9))
+    header += f" {'vs local':>8s} {'CPU s/video':>11s}"
+    print(header)
+    print("-" * len(header))
     local: dict[int, float] = {}
     for i, (name, workers, runner, args) in enumerate(BEAM_ROWS):
         spec = {
@@ -286,7 +288,8 @@ def _beam_rows(work: str, paths: list[str], env: dict) -> None:
         elif workers in local:
             ratio = f"{rate / local[workers]:.2f}x"
         print(
-            f"{name:32s} {workers:7d} {r['videos']:6d} {r['seconds']:8.2f} {rate:8.3f} {ratio:>8s}",
+            f"{name:32s} {workers:7d} {r['videos']:6d} {r['seconds']:8.2f} {rate:8.3f} "
+            f"{ratio:>8s} {r['cpu'] / r['videos']:11.2f}",
             flush=True,
         )
 
