@@ -93,6 +93,22 @@ def test_direct_runner_writes_the_local_converters_files(data, tmp_path, pipelin
     assert report.manifest == records.read_manifest(str(tmp_path / "out"))
 
 
+def test_a_retried_bundle_writes_the_same_files(data, tmp_path, monkeypatch):
+    """Every bundle run twice (Beam's replay option), as when a runner retries one."""
+    written, write_shards = [], convert._write_shards
+
+    def counted(out_dir, pending, *args):
+        written.extend(s.name for s in pending)
+        return write_shards(out_dir, pending, *args)
+
+    monkeypatch.setattr(convert, "_write_shards", counted)
+    report = _beam(data, tmp_path / "out", pipeline_args=["--direct_runner_bundle_repeat=1"])
+    names = [s.name for s in convert.plan_shards(data["subsets"], CONFIG, SHARDS)]
+    assert sorted(written) == sorted(names * 2)  # each shard's files written twice
+    assert _files(str(tmp_path / "out")) == data["files"]
+    assert report.videos == 7  # committed counters count each video once
+
+
 def test_rerun_does_no_work_and_a_half_finished_output_is_completed(data, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(data["local"], out)  # Beam resumes the local converter's output too
