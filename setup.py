@@ -14,6 +14,10 @@ Extras:
   convert       torch, only to read PyTorch .pth state dicts in scripts/convert_weights.py;
                 never needed to train or serve.
   dev           pytest and ruff (tests and lint).
+  beam          apache-beam, only to convert on a Beam runner (Dataflow, Flink, Spark;
+                tsn_keras/beam.py, docs/cluster.md). It holds protobuf below 7 (TensorFlow 2.21
+                takes 6.31.1 and up). Dataflow also needs apache-beam[gcp] where the job is
+                launched.
 Lower bounds are the versions we tested with.
 """
 
@@ -39,5 +43,6 @@ setup(
         "cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "convert": ["torch>=2.13"],
         "dev": ["pytest>=8", "ruff>=0.6"],
+        "beam": ["apache-beam>=2.77"],
     },
 )

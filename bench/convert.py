@@ -2,6 +2,7 @@
 
     python bench/convert.py                      # ~3-4 min on 2 cores
     python bench/convert.py --videos 4 --frames 100 --tvl1_videos 1
+    python bench/convert.py --beam_only          # local converter vs Beam's DirectRunner
 
 Generates synthetic 320x240 MPEG-4 (mp4v, like UCF101's XviD files) videos: a textured scene
 panning slowly with a textured blob moving across it. Each row runs `tsn_keras.convert.convert`
@@ -15,10 +16,19 @@ in a fresh subprocess (so peak RSS is that configuration's own) with the default
   parent MB      peak RSS of the converting process (it imports TensorFlow to write: ~600 MB)
   worker MB      peak RSS of the largest worker process (workers > 1 only; no TensorFlow)
 
+A second table (`--beam`, when apache-beam is installed) times the same conversion (RGB + DIS
+flow, 2 shards) by the local converter and by `tsn_keras.beam.convert` on Beam's DirectRunner,
+in-process and with 2 worker processes, in one run: videos/s is videos over the call's seconds
+(the pipeline's start-up and each Beam worker's TensorFlow import included; the local rows
+exclude the parent's TensorFlow import, as above), and each Beam row's ratio is against the
+local row with as many workers. CPU s/video counts the converting process and its children
+(Beam's worker processes included), which other load on the machine moves less than seconds.
+
 Targets (issue 3, 2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
 --workers 2 >= 1.8x --workers 1.
 """
 
+import importlib.util
 import json
 import os
 import resource
@@ -37,6 +47,8 @@ _TVL1_SNIPPETS = flags.DEFINE_integer("tvl1_snippets", 2, "Snippets per video fo
 _RGB_REPEAT = flags.DEFINE_integer("rgb_repeat", 8, "RGB-only rows convert each video this often.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Scratch folder (default: a temp folder).")
 _ONE = flags.DEFINE_string("one", None, "Internal: run one row (JSON) and print its result.")
+_BEAM = flags.DEFINE_bool("beam", True, "Also time Beam's DirectRunner (needs apache-beam).")
+_BEAM_ONLY = flags.DEFINE_bool("beam_only", False, "Only the Beam table.")
 
 ROWS = [
     # name, ConvertConfig overrides, workers ("flow_algorithm" defaults to "dis" here)
@@ -127,9 +139,17 @@ def _run_one(spec: dict) -> dict:
     watcher = threading.Thread(target=_watch_children, args=(stop, peak), daemon=True)
     watcher.start()
     before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    report = convert.convert(
-        {"train": jobs}, spec["out"], config, ["c"], 1, spec["workers"], progress=False
-    )
+    shards = spec.get("shards", 1)
+    if spec.get("runner"):
+        from tsn_keras import beam
+
+        args = spec["pipeline_args"]
+        subsets = {"train": jobs}
+        report = beam.convert(subsets, spec["out"], config, ["c"], shards, pipeline_args=args)
+    else:
+        report = convert.convert(
+            {"train": jobs}, spec["out"], config, ["c"], shards, spec["workers"], progress=False
+        )
     stop.set()
     watcher.join()
     after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
@@ -157,10 +177,11 @@ def main(argv):
         return 0
     work = _WORKDIR.value or tempfile.mkdtemp(prefix="tsn_bench_")
     paths = make_videos(os.path.join(work, "videos"), _VIDEOS.value, _FRAMES.value)
-    rows = list(ROWS)
+    rows = [] if _BEAM_ONLY.value else list(ROWS)
     tvl1 = {"modalities": ["rgb", "flow"], "flow_algorithm": "tvl1"}  # 0.5-3 s a pair
     tvl1["num_snippets"] = _TVL1_SNIPPETS.value
-    rows.append((f"RGB + flow TV-L1 ({_TVL1_SNIPPETS.value} snippets)", tvl1, 1))
+    if rows:
+        rows.append((f"RGB + flow TV-L1 ({_TVL1_SNIPPETS.value} snippets)", tvl1, 1))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     header = (
         f"{'configuration':34s} {'workers':>7s} {'videos':>6s} {'seconds':>8s} "
@@ -171,8 +192,9 @@ def main(argv):
         f"{_VIDEOS.value} videos x {_FRAMES.value} frames (RGB-only rows: x{_RGB_REPEAT.value}), "
         "320x240 mp4v -> 340x256, N=25, L=5"
     )
-    print(header)
-    print("-" * len(header))
+    if rows:
+        print(header)
+        print("-" * len(header))
     single: dict[str, float] = {}
     for i, (name, overrides, workers) in enumerate(rows):
         config = dict(overrides)
@@ -209,8 +231,67 @@ def main(argv):
             f"{worker_mb:>9s}",
             flush=True,
         )
+    if _BEAM.value or _BEAM_ONLY.value:
+        _beam_rows(work, paths, env)
     print(f"(cpu count {os.cpu_count()}; scratch {work})")
     return 0
+
+
+BEAM_ROWS = [
+    # name, workers, runner, Beam options
+    ("local converter", 1, None, []),
+    ("Beam DirectRunner, in-process", 1, "DirectRunner", []),
+    ("local converter", 2, None, []),
+    (
+        "Beam DirectRunner, 2 processes",
+        2,
+        "DirectRunner",
+        ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    ),
+]
+
+
+def _beam_rows(work: str, paths: list[str], env: dict) -> None:
+    """Local converter vs Beam's DirectRunner on the same videos and settings, one run."""
+    if importlib.util.find_spec("apache_beam") is None:
+        print("(Beam rows skipped: pip install '.[beam]')")
+        return
+    print(f"\nRGB + flow DIS medium, {len(paths)} videos, 2 shards: local converter vs Beam")
+    header = f"{'converter':32s} {'workers':>7s} {'videos':>6s} {'seconds':>8s} {'videos/s':>8s}"
+    header += f" {'vs local':>8s} {'CPU s/video':>11s}"
+    print(header)
+    print("-" * len(header))
+    local: dict[int, float] = {}
+    for i, (name, workers, runner, args) in enumerate(BEAM_ROWS):
+        spec = {
+            "paths": paths,
+            "config": {},
+            "modalities": ["rgb", "flow"],
+            "workers": workers,
+            "out": os.path.join(work, f"beam{i}"),
+            "repeat": 1,
+            "shards": 2,
+            "runner": runner,
+            "pipeline_args": args,
+        }
+        shutil.rmtree(spec["out"], ignore_errors=True)
+        cmd = [sys.executable, os.path.abspath(__file__), f"--one={json.dumps(spec)}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            print(f"{name}: failed\n{done.stderr[-3000:]}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        rate = r["videos"] / r["seconds"]
+        ratio = ""
+        if runner is None:
+            local[workers] = rate
+        elif workers in local:
+            ratio = f"{rate / local[workers]:.2f}x"
+        print(
+            f"{name:32s} {workers:7d} {r['videos']:6d} {r['seconds']:8.2f} {rate:8.3f} "
+            f"{ratio:>8s} {r['cpu'] / r['videos']:11.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -729,16 +729,8 @@ def convert(
         raise ValueError(f"subsets must be among {list(SUBSETS)}. Received: {unknown}")
     workers = workers or os.cpu_count() or 1
     os.makedirs(os.path.join(out_dir, PROGRESS_DIR), exist_ok=True)
-    config_digest = config.digest()
 
-    shards: list[_Shard] = []
-    for subset, jobs in subsets.items():
-        count = num_shards.get(subset, 0) if isinstance(num_shards, Mapping) else num_shards
-        count = count or auto_num_shards(len(jobs))
-        for index, shard_jobs in enumerate(assign_shards(jobs, count)):
-            key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
-            shard = _Shard(subset, index, count, tuple(shard_jobs), _digest(key), config.modalities)
-            shards.append(shard)
+    shards = plan_shards(subsets, config, num_shards)
     mine = [s for s in shards if s.index % num_slices == slice_index]
     pending = [s for s in mine if not _shard_done(out_dir, s)]
     report = ConvertReport(manifest={}, skipped_shards=[s.name for s in mine if s not in pending])
@@ -905,6 +897,30 @@ def jobs_from_pairs(
     return jobs
 
 
+def plan_shards(
+    subsets: Mapping[str, Sequence[VideoJob]],
+    config: ConvertConfig,
+    num_shards: int | Mapping[str, int] = 0,
+) -> list[_Shard]:
+    """Every subset's shards with their jobs and settings digest (`convert`, `tsn_keras.beam`).
+
+    Args:
+      subsets: jobs per subset name.
+      config: what to store (part of each shard's digest).
+      num_shards: shards per subset (int for all, or per subset); 0 = `auto_num_shards`.
+    """
+    config_digest = config.digest()
+    shards: list[_Shard] = []
+    for subset, jobs in subsets.items():
+        count = num_shards.get(subset, 0) if isinstance(num_shards, Mapping) else num_shards
+        count = count or auto_num_shards(len(jobs))
+        for index, shard_jobs in enumerate(assign_shards(jobs, count)):
+            key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
+            shard = _Shard(subset, index, count, tuple(shard_jobs), _digest(key), config.modalities)
+            shards.append(shard)
+    return shards
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line (scripts/make_tfrecords.py).
 
@@ -932,6 +948,20 @@ Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a fu
 def _define_flags(fv: flags.FlagValues) -> None:
     """The command's flags, on its private FlagValues."""
     flags.DEFINE_enum("dataset", None, list(splits.DATASETS), "Dataset layout.", flag_values=fv)
+    flags.DEFINE_enum(
+        "runner",
+        None,
+        ["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner"],
+        "Convert on Apache Beam (tsn_keras.beam; Beam's options go after `--`, see "
+        "docs/cluster.md); unset: local worker processes.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "worker_video_root",
+        None,
+        "With --runner: where workers read the videos (gs://...).",
+        flag_values=fv,
+    )
     flags.DEFINE_bool(
         "require_all",
         False,
@@ -1017,8 +1047,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     fv = flags.FlagValues()
     _define_flags(fv)
     try:
-        if cli.parse_flags(fv, argv, USAGE) is None:
+        beam_args = cli.parse_flags(fv, argv, USAGE, positional=True)
+        if beam_args is None:
             return 0
+        if beam_args and not fv.runner:
+            raise flags.Error(
+                f"unexpected arguments {beam_args}; all inputs are flags (Beam's own options, "
+                "after `--`, need --runner)"
+            )
+        if fv.runner and (fv.shard_index or fv.num_shards_total != 1):
+            raise flags.Error(
+                "--shard_index/--num_shards_total: with --runner the runner shares the work"
+            )
         unknown = sorted(set(fv.subsets) - set(SUBSETS))
         if unknown:
             raise flags.Error(f"--subsets must be among {list(SUBSETS)}. Received: {unknown}")
@@ -1058,19 +1098,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in SUBSETS
             if s in fv.subsets
         }
-        _check_out(out)
-        report = convert(
-            subsets,
-            out,
-            config,
-            split.classes,
-            num_shards=fv.num_shards,
-            workers=fv.workers,
-            slice_index=fv.shard_index,
-            num_slices=fv.num_shards_total,
-            info={"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()},
-            progress=fv.progress,
-        )
+        info = {"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()}
+        if fv.runner:  # no _check_out: --out may be on cloud storage (gs://)
+            from tsn_keras import beam
+
+            report = beam.convert(
+                subsets, out, config, split.classes, num_shards=fv.num_shards, info=info,
+                runner=fv.runner, pipeline_args=beam_args,
+                worker_video_root=fv.worker_video_root,
+            )  # fmt: skip
+        else:
+            _check_out(out)
+            report = convert(
+                subsets, out, config, split.classes, num_shards=fv.num_shards,
+                workers=fv.workers, slice_index=fv.shard_index, num_slices=fv.num_shards_total,
+                info=info, progress=fv.progress,
+            )  # fmt: skip
     except (ValueError, flags.Error) as e:  # split files, --out, settings of an older run
         print(f"error: {e}", file=sys.stderr)
         return 2
