@@ -46,7 +46,7 @@ def _files(folder: str) -> dict[str, bytes]:
 def data(tmp_path_factory):
     """6 synthetic videos (64x48, ~15 frames) + a broken one, and the local converter's output."""
     root = str(tmp_path_factory.mktemp("videos"))
-    summary = synthetic.make_dataset(
+    summary = synthetic.write_dataset(
         root, classes=2, clips_per_class=3, width=64, height=48, seconds=0.6
     )
     split = splits.load_split("ucf101", root, split=1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsn_keras import records
+from tsn_keras import modalities, records
 
 H, W, N, L = 24, 32, 4, 3
 
@@ -282,7 +282,7 @@ def test_shard_files_of_the_older_combined_layout(tmp_path):
     _write_folder(tmp_path, [{"file": n, "num_examples": 1} for n in names])
     expected = [str(tmp_path / n) for n in names]
     assert records.shard_files(str(tmp_path), "train") == expected
-    for m in records.MODALITIES:  # what a file lacks, parse_example reports
+    for m in modalities.MODALITIES:  # what a file lacks, parse_example reports
         assert records.shard_files(str(tmp_path), "train", m) == expected
 
 

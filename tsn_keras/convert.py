@@ -67,6 +67,7 @@ from absl import flags
 from tsn_keras import cli, records, sampling, splits
 from tsn_keras import flow as flow_lib
 from tsn_keras import video as video_lib
+from tsn_keras.modalities import MODALITIES
 
 SUBSETS = ("train", "test")
 FAILURES_NAME = "failures.txt"
@@ -81,7 +82,7 @@ class ConvertConfig:
     """What to store for each video (everything that changes the examples).
 
     Attributes:
-      modalities: subset of records.MODALITIES.
+      modalities: subset of modalities.MODALITIES.
       flow_algorithm: "tvl1", "dis" or "farneback" (flow and warped_flow).
       flow_bound: clip bound in pixels for the uint8 encoding.
       dis_preset: DIS preset, "ultrafast", "fast" or "medium".
@@ -981,7 +982,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_list(
         "modalities",
         ["rgb", "flow"],
-        f"What to store, among {', '.join(records.MODALITIES)}.",
+        f"What to store, among {', '.join(MODALITIES)}.",
         flag_values=fv,
     )
     flags.DEFINE_enum(
