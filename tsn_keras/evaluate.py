@@ -12,7 +12,10 @@ SavedModel's folder):
   scores.npz      per-video logits averaged over crops, with video ids, labels, class names
                   (the input of `python -m tsn_keras.fuse`; --scores_out moves it)
   metrics.json    the numbers printed
-  confusion.png   the confusion matrix; also an image (and the metrics) in TensorBoard there
+  confusion.png   the row-normalised confusion matrix with class names, a colour bar and the
+                  most frequent confusions (`visualize.confusion_image`)
+  per_class.png   per-class accuracy bars, worst class first
+                  (both also as TensorBoard images there, with the metrics)
 
 The model comes from a training run (--model_dir: config + latest checkpoint) or an export
 (--saved_model: its `serve_views` signature), the same numbers either way, or a LiteRT file
@@ -31,12 +34,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import augment, cli, fuse, input_pipeline, metrics, records, sampling
+from tsn_keras import augment, cli, fuse, input_pipeline, metrics, records, sampling, visualize
 from tsn_keras.models import preprocess_input
 
 
@@ -232,7 +234,8 @@ def write_outputs(
     scores_out: str | None = None,
     settings: dict | None = None,
 ) -> dict:
-    """Writes scores.npz, metrics.json, confusion.png and TensorBoard summaries; returns paths."""
+    """Writes scores.npz, metrics.json, confusion.png, per_class.png and TensorBoard summaries;
+    returns their paths."""
     os.makedirs(output_dir, exist_ok=True)
     scores_path = scores_out or os.path.join(output_dir, "scores.npz")
     fuse.save_scores(
@@ -262,17 +265,25 @@ def write_outputs(
     metrics_path = os.path.join(output_dir, "metrics.json")
     with open(metrics_path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    image = metrics.confusion_image(s["confusion_matrix"], list(info.classes))  # RGB
-    png_path = os.path.join(output_dir, "confusion.png")
-    cv2.imwrite(png_path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    title = f"{info.modality} on {s['num_videos']} videos"
+    image = visualize.confusion_image(s["confusion_matrix"], info.classes, f"Confusion: {title}")
+    bars = visualize.per_class_bars(s["per_class_accuracy"], info.classes, f"Accuracy: {title}")
+    png_path = visualize.write_png(os.path.join(output_dir, "confusion.png"), image)
+    bars_path = visualize.write_png(os.path.join(output_dir, "per_class.png"), bars)
     writer = tf.summary.create_file_writer(output_dir)
     with writer.as_default():
         tf.summary.scalar("test/top1", s["top1"], step=0)
         tf.summary.scalar("test/top5", s["top5"], step=0)
         tf.summary.scalar("test/mean_class_accuracy", s["mean_class_accuracy"], step=0)
         tf.summary.image("test/confusion_matrix", image[None], step=0)
+        tf.summary.image("test/per_class_accuracy", bars[None], step=0)
     writer.close()
-    return {"scores": scores_path, "metrics": metrics_path, "confusion": png_path}
+    return {
+        "scores": scores_path,
+        "metrics": metrics_path,
+        "confusion": png_path,
+        "per_class": bars_path,
+    }
 
 
 def compare(result: dict, reference: dict) -> dict:
@@ -423,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"scores: {paths['scores']}\nmetrics: {paths['metrics']}\nconfusion: {paths['confusion']}"
+        f"\nper-class accuracy: {paths['per_class']}"
     )
     return 0
 
