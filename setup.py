@@ -14,6 +14,11 @@ Extras:
   convert       torch, only to read PyTorch .pth state dicts in scripts/convert_weights.py;
                 never needed to train or serve.
   dev           pytest and ruff (tests and lint).
+  jax           jax[cpu]: Keras 3's JAX backend, to run TSN models in JAX programs and for the
+                cross-backend test (tests/test_backends.py); the CPU wheels, no CUDA download.
+  litert        ai-edge-litert: the LiteRT interpreter that runs and checks the .tflite files of
+                `python -m tsn_keras.export --tflite` (tf.lite.Interpreter is deprecated); needs
+                no TensorFlow on the device.
 Lower bounds are the versions we tested with.
 """
 
@@ -39,5 +44,7 @@ setup(
         "cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "convert": ["torch>=2.13"],
         "dev": ["pytest>=8", "ruff>=0.6"],
+        "jax": ["jax[cpu]>=0.10"],
+        "litert": ["ai-edge-litert>=2.3"],
     },
 )
