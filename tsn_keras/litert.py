@@ -24,10 +24,20 @@ SIGNATURE = "serving_default"
 INPUT_NAME = "views"
 
 
-def _schema():
-    from ai_edge_litert import schema_py_generated  # the `litert` extra
+def _litert(module: str):
+    """A module of the `ai-edge-litert` package (the `litert` extra), or a clear ImportError."""
+    import importlib
 
-    return schema_py_generated
+    try:
+        return importlib.import_module(f"ai_edge_litert.{module}")
+    except ImportError as e:
+        raise ImportError(
+            f"running .tflite files needs ai-edge-litert: pip install 'tsn_keras[litert]' ({e})"
+        ) from e
+
+
+def _schema():
+    return _litert("schema_py_generated")
 
 
 def add_metadata(model_bytes: bytes, meta: dict) -> bytes:
@@ -82,8 +92,7 @@ class LiteRTModel:
     """
 
     def __init__(self, path: str, num_threads: int | None = None):
-        from ai_edge_litert import interpreter as litert_interpreter
-
+        litert_interpreter = _litert("interpreter")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--tflite {path}: no such file")
         with open(path, "rb") as f:
