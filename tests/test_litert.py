@@ -105,7 +105,7 @@ def test_int8_keeps_top1_on_the_test_set_and_evaluate_reports_both(exported, tmp
     argv += [f"--records={records_dir}", "--num_segments=3", "--crops=1", f"--output_dir={out_dir}"]
     assert evaluate.main(argv + ["--noprogress"]) == 0
     printed = capsys.readouterr().out
-    assert "model_int8_full.tflite" in printed and "SavedModel" in printed
+    assert "LiteRT int8_full" in printed and "SavedModel" in printed
     assert "top-1 agreement with the SavedModel 100.00%" in printed
     ref = json.loads((out_dir / "metrics.json").read_text())["settings"]["reference"]
     assert ref["source"] == path and ref["top1_agreement"] == 1.0

@@ -420,11 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(result["summary"], scorer.info.classes, scorer.info.modality))
     if ref_result is not None:
         c = settings["reference"]
-        name = os.path.basename(fv.tflite)
-        rows = [(name, result["summary"]), ("SavedModel", ref_result["summary"])]
+        name = f"LiteRT {scorer.litert.meta.get('format', '')}".strip()
+        saved = os.path.exists(os.path.join(reference, "saved_model.pb"))
+        ref_name = "SavedModel" if saved else "Keras checkpoint"
+        rows = [(name, result["summary"]), (ref_name, ref_result["summary"])]
         print(f"\n{metrics.format_table(rows)}")
         print(
-            f"top-1 agreement with the SavedModel {100 * c['top1_agreement']:.2f}%, largest "
+            f"top-1 agreement with the {ref_name} {100 * c['top1_agreement']:.2f}%, largest "
             f"probability difference {c['max_probability_difference']:.2e}"
         )
     print(
