@@ -31,8 +31,9 @@ for case in spec["cases"]:
     model = build_tsn(config)
     model.load_weights(case["weights"])
     out[case["name"]] = keras.ops.convert_to_numpy(model(x, training=False))
-    reloaded = keras.saving.load_model(case["keras"])  # safe_mode=True
-    out[case["name"] + ".keras"] = keras.ops.convert_to_numpy(reloaded(x, training=False))
+    if case["keras"]:
+        reloaded = keras.saving.load_model(case["keras"])  # safe_mode=True
+        out[case["name"] + ".keras"] = keras.ops.convert_to_numpy(reloaded(x, training=False))
 np.savez(sys.argv[2], **out)
 print(json.dumps({"backend": keras.backend.backend(),
                   "tensorflow_imported": "tensorflow" in sys.modules}))
@@ -41,9 +42,9 @@ print(json.dumps({"backend": keras.backend.backend(),
 CONSENSUS = ("avg", "max", "weighted", "topk:2")
 
 
-def _save_cases(tmp_path, configs: dict[str, TSNConfig]) -> tuple[str, dict]:
-    """Builds each model under TensorFlow with non-trivial weights, saves it, and returns the
-    spec file for the child and the TensorFlow outputs."""
+def _save_cases(tmp_path, configs: dict[str, TSNConfig], keras_file: bool) -> tuple[str, dict]:
+    """Builds each model under TensorFlow with non-trivial weights, saves it (and its .keras
+    file if asked), and returns the spec file for the child and the TensorFlow outputs."""
     rng = np.random.default_rng(0)
     cases, expected = [], {}
     for name, config in configs.items():
@@ -60,7 +61,8 @@ def _save_cases(tmp_path, configs: dict[str, TSNConfig]) -> tuple[str, dict]:
         paths = {k: str(tmp_path / f"{name}.{k}") for k in ("npy", "weights.h5", "keras")}
         np.save(paths["npy"], raw)
         model.save_weights(paths["weights.h5"])
-        model.save(paths["keras"])
+        if keras_file:
+            model.save(paths["keras"])
         x = preprocess_input(raw, config.backbone, config.modality)
         expected[name] = keras.ops.convert_to_numpy(model(x, training=False))
         cases.append(
@@ -81,7 +83,7 @@ def _save_cases(tmp_path, configs: dict[str, TSNConfig]) -> tuple[str, dict]:
                 },  # fmt: skip
                 "input": paths["npy"],
                 "weights": paths["weights.h5"],
-                "keras": paths["keras"],
+                "keras": paths["keras"] if keras_file else None,
             }
         )
     spec = tmp_path / "spec.json"
@@ -101,15 +103,18 @@ def _run_child(backend: str, spec: str, tmp_path) -> tuple[dict, dict]:
         return report, dict(data)
 
 
-def _check(backend, configs, tmp_path, atol):
+def _check(backend, configs, tmp_path, atol, keras_file=True):
     pytest.importorskip(backend)
-    spec, expected = _save_cases(tmp_path, configs)
+    spec, expected = _save_cases(tmp_path, configs, keras_file)
     report, outputs = _run_child(backend, spec, tmp_path)
     assert report == {"backend": backend, "tensorflow_imported": False}
     for name, want in expected.items():
         scale = np.abs(want).max()
         np.testing.assert_allclose(outputs[name], want, atol=atol * scale, err_msg=name)
-        np.testing.assert_allclose(outputs[name + ".keras"], want, atol=atol * scale, err_msg=name)
+        if keras_file:
+            np.testing.assert_allclose(
+                outputs[name + ".keras"], want, atol=atol * scale, err_msg=name
+            )
 
 
 TINY = {
@@ -150,6 +155,8 @@ def test_tiny_tsn_same_outputs_on_other_backends(backend, tmp_path):
     _check(backend, TINY, tmp_path, atol=1e-5)
 
 
+# Minutes per backend on 2 cores (each BN-Inception is built under TF and again in the child);
+# weights only: the .keras path is the same code as for the tiny models.
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_bn_inception_tsn_same_outputs_on_other_backends(backend, tmp_path):
@@ -165,4 +172,4 @@ def test_bn_inception_tsn_same_outputs_on_other_backends(backend, tmp_path):
         )  # fmt: skip
         for c in CONSENSUS
     }
-    _check(backend, configs, tmp_path, atol=1e-4)
+    _check(backend, configs, tmp_path, atol=1e-4, keras_file=False)
