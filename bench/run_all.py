@@ -318,12 +318,13 @@ def bench_litert(runner: Runner, plan: Plan) -> None:
         return
     for r in result["rows"]:
         if r["format"] == "keras":
-            name, size = "BN-Inception 224 Keras", ""
+            name = "BN-Inception 224 Keras"
             speed = f"{r['ms_all']:.1f} ms/snippet all cores"
+            notes = f"compiled call, TensorFlow's default threads; median of {iters}"
         else:
-            name, size = f"BN-Inception 224 {r['format']}", f"{r['mb']:.1f} MB, "
+            name = f"BN-Inception 224 {r['format']}"
             speed = f"{r['ms_1']:.1f} ms/snippet 1 thread, {r['ms_all']:.1f} all cores"
-        notes = f"{size}max |dp| vs Keras {r['diff']:.1e}; median of {iters}"
+            notes = f"{r['mb']:.1f} MB, max |dp| vs Keras {r['diff']:.1e}; median of {iters}"
         runner.add("litert", name, speed, "", notes, load)
 
 
