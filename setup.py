@@ -18,6 +18,11 @@ Extras:
                 tsn_keras/beam.py, docs/cluster.md). It holds protobuf below 7 (TensorFlow 2.21
                 takes 6.31.1 and up). Dataflow also needs apache-beam[gcp] where the job is
                 launched.
+  jax           jax[cpu]: Keras 3's JAX backend, to run TSN models in JAX programs and for the
+                cross-backend test (tests/test_backends.py); the CPU wheels, no CUDA download.
+  litert        ai-edge-litert: the LiteRT interpreter that runs and checks the .tflite files of
+                `python -m tsn_keras.export --tflite` (tf.lite.Interpreter is deprecated); needs
+                no TensorFlow on the device.
 Lower bounds are the versions we tested with.
 """
 
@@ -44,5 +49,7 @@ setup(
         "convert": ["torch>=2.13"],
         "dev": ["pytest>=8", "ruff>=0.6"],
         "beam": ["apache-beam>=2.77"],
+        "jax": ["jax[cpu]>=0.10"],
+        "litert": ["ai-edge-litert>=2.3"],
     },
 )

@@ -20,6 +20,8 @@ something else shared the machine):
                    size and thread count, the two timed in turn in one process (same load).
   evaluation       bench/evaluate.py: 25 snippets x 10 crops through an exported SavedModel
                    (`tsn_keras.evaluate.evaluate`), videos/s; the tiny backbone for comparison.
+  litert           bench/litert.py: BN-Inception 224 (random weights) as .tflite fp32, fp16,
+                   int8_dynamic, int8_full: ms per snippet with 1 thread and all cores, MB.
 
 For more detail run the scripts alone (bench/model.py adds forward-only rows, GFLOP/s against
 a matmul and folded-vs-TimeDistributed TSN; bench/convert.py the --workers scaling and memory).
@@ -303,11 +305,35 @@ def bench_evaluation(runner: Runner, plan: Plan) -> None:
         runner.add("evaluation", name, f"{r['videos_per_s']:.3f} videos/s", "", notes, load)
 
 
+def bench_litert(runner: Runner, plan: Plan) -> None:
+    out = os.path.join(runner.work, "litert.json")
+    iters = 5 if plan is QUICK else 20
+    result, load = runner.call(
+        "litert: BN-Inception 224, 4 formats",
+        [os.path.join(HERE, "litert.py"), f"--iters={iters}", f"--json={out}"],
+        out,
+    )
+    if result is None:
+        runner.add("litert", "BN-Inception 224", "failed", "", "", load)
+        return
+    for r in result["rows"]:
+        if r["format"] == "keras":
+            name = "BN-Inception 224 Keras"
+            speed = f"{r['ms_all']:.1f} ms/snippet all cores"
+            notes = f"compiled call, TensorFlow's default threads; median of {iters}"
+        else:
+            name = f"BN-Inception 224 {r['format']}"
+            speed = f"{r['ms_1']:.1f} ms/snippet 1 thread, {r['ms_all']:.1f} all cores"
+            notes = f"{r['mb']:.1f} MB, max |dp| vs Keras {r['diff']:.1e}; median of {iters}"
+        runner.add("litert", name, speed, "", notes, load)
+
+
 SECTIONS = {
     "conversion": bench_conversion,
     "input_pipeline": bench_input_pipeline,
     "training": bench_training,
     "evaluation": bench_evaluation,
+    "litert": bench_litert,
 }
 
 

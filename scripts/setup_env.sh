@@ -2,8 +2,9 @@
 # Creates (or reuses) .venv in the repository and installs tsn_keras into it.
 # Usage: bash scripts/setup_env.sh [demo|test]
 #   demo: the package and its runtime dependencies.
-#   test: also the dev extra (pytest, ruff), the PyTorch reference used by the parity test and
-#         Apache Beam (the beam extra) for the DirectRunner conversion tests.
+#   test: also the dev extra (pytest, ruff), the PyTorch reference used by the parity test,
+#         Apache Beam (the DirectRunner conversion tests), jax (the cross-backend and JAX
+#         solver tests) and litert (the LiteRT export tests).
 # Safe to run twice: a stamp file records what was installed for which setup.py, so a second
 # run with nothing changed installs nothing.
 set -euo pipefail
@@ -31,8 +32,9 @@ if [ "$what" = "test" ]; then
   # pretrainedmodels is the reference BN-Inception of the parity test. --no-deps: it
   # asks for torchvision, which the test does not need (it loads bninception.py alone).
   "${pip[@]}" --no-deps "pretrainedmodels==0.7.4"
-  # beam: tests/test_beam.py runs the conversion on Beam's DirectRunner.
-  "${pip[@]}" -e ".[dev,convert,beam]"
+  # beam: tests/test_beam.py runs the conversion on Beam's DirectRunner; jax, litert: the
+  # cross-backend and LiteRT tests.
+  "${pip[@]}" -e ".[dev,convert,beam,jax,litert]"
 else
   "${pip[@]}" -e .
 fi

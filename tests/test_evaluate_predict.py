@@ -136,11 +136,13 @@ def test_predict_equals_evaluate_on_the_same_video(trained):
     probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     classes = trained["split"].classes
     expected = sorted(zip(classes, probs, strict=True), key=lambda cp: -cp[1])[:5]
-    assert [c for c, _ in result["top5"]] == [c for c, _ in expected]
-    np.testing.assert_allclose([p for _, p in result["top5"]], [p for _, p in expected], atol=1e-5)
+    assert [t["label"] for t in result["top5"]] == [c for c, _ in expected]
+    np.testing.assert_allclose(
+        [t["score"] for t in result["top5"]], [p for _, p in expected], atol=1e-5
+    )
     # A model that sees colour: the top class has the video's colour.
     colour = classes[label].split("Blob")[0]
-    assert result["top5"][0][0].startswith(colour), result
+    assert result["top5"][0]["label"].startswith(colour), result
 
 
 def test_predict_command_json_short_and_broken_videos(trained, tmp_path):
@@ -162,9 +164,9 @@ def test_predict_command_json_short_and_broken_videos(trained, tmp_path):
     assert [r["path"] for r in rows] == [good, short, str(broken)]
     for r in rows[:2]:
         assert len(r["top5"]) == 4  # only 4 classes
-        names = [c for c, _ in r["top5"]]
+        names = [t["label"] for t in r["top5"]]
         assert sorted(names) == sorted(trained["split"].classes)
-        assert sum(p for _, p in r["top5"]) == pytest.approx(1.0, abs=1e-4)
+        assert sum(t["score"] for t in r["top5"]) == pytest.approx(1.0, abs=1e-4)
     assert "error" in rows[2] and "top5" not in rows[2]
     assert "broken.avi" in result.stdout
 
@@ -177,5 +179,6 @@ def test_predict_in_several_passes_gives_the_same_answers(trained, monkeypatch):
     chunked = predict.predict_videos(paths, [scorer], num_segments=6, crops=1)
     assert [r["path"] for r in chunked] == paths
     for a, b in zip(whole, chunked, strict=True):
-        assert [c for c, _ in a["top5"]] == [c for c, _ in b["top5"]]
-        np.testing.assert_allclose([p for _, p in a["top5"]], [p for _, p in b["top5"]], atol=1e-6)
+        assert [t["label"] for t in a["top5"]] == [t["label"] for t in b["top5"]]
+        scores = [[t["score"] for t in r["top5"]] for r in (a, b)]
+        np.testing.assert_allclose(*scores, atol=1e-6)

@@ -1,6 +1,9 @@
 """SavedModel round trip: the loaded export gives the Keras model's probabilities on raw input."""
 
 import os
+import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -96,3 +99,65 @@ def test_class_count_must_match(exported, tmp_path):
     model, config, _, _ = exported
     with pytest.raises(ValueError, match="class names"):
         export.export_saved_model(model, config, ["a", "b"], str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize(
+    "signature,shape,match",
+    [
+        # The flow model (L=2) takes 4 channels: 3, 6 and 12 used to run and return wrong results.
+        ("serving_default", (1, 3, 40, 48, 3), "clips must be .B, K, H, W, 4.*another channel"),
+        ("serving_default", (1, 3, 40, 48, 12), "another channel count"),
+        ("serving_default", (1, 40, 48, 4), "clips must be .*another rank"),
+        ("serving_default", (1, 0, 40, 48, 4), "empty snippet or frame axis"),
+        ("serving_default", (1, 3, 0, 48, 4), "empty snippet or frame axis"),
+        ("serve_views", (1, 3, 32, 32, 6), "views must be .B, K, 32, 32, 4.*another channel"),
+        ("serve_views", (3, 32, 32, 4), "another rank"),
+        ("serve_views", (1, 0, 32, 32, 4), "empty snippet or frame axis"),
+        ("serve_views", (1, 3, 40, 40, 4), "another frame size"),
+    ],
+)
+def test_signatures_reject_wrong_shapes_with_the_expected_shape(exported, signature, shape, match):
+    _, _, _, path = exported
+    fn = tf.saved_model.load(path).signatures[signature]
+    name, dtype = ("clips", tf.uint8) if signature == "serving_default" else ("views", tf.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        fn(**{name: tf.zeros(shape, dtype)})
+
+
+def test_keras_file_loads_in_a_fresh_process_with_safe_mode(exported, tmp_path):
+    """README's promise: `import tsn_keras.models` registers the layers ("tsn_keras>..."), and
+    keras.saving.load_model(path, safe_mode=True) then rebuilds the model in a new process."""
+    model, _, _, path = exported
+    x = np.random.default_rng(5).normal(size=(1, 3, 32, 32, 4)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, keras\n"
+        "import tsn_keras.models\n"
+        "m = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+        "np.save(sys.argv[3], keras.ops.convert_to_numpy(m(np.load(sys.argv[2]))))\n"
+    )
+    keras_file = os.path.join(path, export.KERAS_FILE)
+    out = tmp_path / "y.npy"
+    cmd = [sys.executable, "-c", code, keras_file, str(tmp_path / "x.npy"), str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(out), model(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        ([], "--model_dir is required"),
+        (["--model_dir=x", "--tflite=int4"], "--tflite must be among"),
+        (["--model_dir=x", "--tflite=fp32,int8_full"], "needs --calibration_records"),
+        (["--model_dir=x", "extra"], "unexpected arguments"),
+    ],
+)
+def test_export_command_usage_errors(argv, match, capsys):
+    assert export.main(["export", *argv]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_export_command_missing_run(tmp_path, capsys):
+    assert export.main(["export", f"--model_dir={tmp_path / 'nothing'}"]) == 2
+    assert "train_config.json" in capsys.readouterr().err

@@ -59,13 +59,6 @@ def test_bad_shapes_raise(scores, labels, match):
         metrics.summarize(scores, labels)
 
 
-def test_confusion_image_is_rgb_picture():
-    cm = np.array([[4, 0, 0], [1, 0, 0], [0, 0, 1]])
-    image = metrics.confusion_image(cm, ["a", "b", "c"])
-    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    assert image.shape[0] == 4 * 24
-
-
 # Two streams over three videos, two classes; each stream gets one video wrong.
 RGB = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
 FLOW = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 3.0]])

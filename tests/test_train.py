@@ -156,14 +156,6 @@ def test_transform_gradients_clips_then_decays_then_scales():
     np.testing.assert_allclose(unclipped[1], [4.0])
 
 
-def test_input_grid_shows_flow_as_an_image():
-    clips = np.zeros((2, 3, 8, 8, 4), np.float32)
-    clips[..., 0] = 255  # x: strongly rightward
-    grid = train._input_grid(clips, "flow")
-    assert grid.shape == (1, 16, 24, 3)
-    np.testing.assert_allclose(grid[0, 0, 0], [1.0, 0.0, 128 / 255])
-
-
 def test_main_rejects_contradictory_flags_before_reading_data(tmp_path, capsys):
     argv = ["train", f"--records={tmp_path / 'no_records'}", f"--model_dir={tmp_path / 'm'}"]
     assert train.main([*argv, "--lr_schedule=cosine", "--lr_steps=3"]) == 2

@@ -12,10 +12,17 @@ SavedModel's folder):
   scores.npz      per-video logits averaged over crops, with video ids, labels, class names
                   (the input of `python -m tsn_keras.fuse`; --scores_out moves it)
   metrics.json    the numbers printed
-  confusion.png   the confusion matrix; also an image (and the metrics) in TensorBoard there
+  confusion.png   the row-normalised confusion matrix with class names, a colour bar and the
+                  most frequent confusions (`visualize.confusion_image`)
+  per_class.png   per-class accuracy bars, worst class first
+                  (both also as TensorBoard images there, with the metrics)
 
 The model comes from a training run (--model_dir: config + latest checkpoint) or an export
-(--saved_model: its `serve_views` signature), the same numbers either way.
+(--saved_model: its `serve_views` signature), the same numbers either way, or a LiteRT file
+(--tflite: `model_<format>.tflite` of `export --tflite`). With --tflite, the SavedModel of the
+same export folder (or the --saved_model / --model_dir given) is scored on the same records as
+the reference: both rows are printed, with the top-1 agreement and the largest probability
+difference, so the cost of quantisation is a measured number (metrics.json "reference").
 """
 
 from __future__ import annotations
@@ -27,12 +34,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import augment, cli, convert, flow, fuse, input_pipeline, metrics, records, sampling
+from tsn_keras import (
+    augment,
+    cli,
+    convert,
+    flow,
+    fuse,
+    input_pipeline,
+    metrics,
+    records,
+    sampling,
+    visualize,
+)
 from tsn_keras.models import preprocess_input
 
 
@@ -66,13 +83,16 @@ class Scorer:
 
 
 def load_scorer(path: str) -> Scorer:
-    """A Scorer from a SavedModel folder (`export`) or a training run's --model_dir.
+    """A Scorer from a SavedModel folder (`export`), a `.tflite` file of `export --tflite`, or
+    a training run's --model_dir.
 
     Raises:
-      FileNotFoundError: `path` is neither (the message says which files were looked for).
+      FileNotFoundError: `path` is none of these (the message says which files were looked for).
     """
     from tsn_keras import export  # TF-heavy; imported here so `fuse` stays light
 
+    if path.endswith(".tflite"):
+        return load_tflite_scorer(path)
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         loaded = tf.saved_model.load(path)
         meta = export.read_export_meta(path)
@@ -149,6 +169,30 @@ def group_models(
         else:
             groups[key] = (settings, [i])
     return [(_make_config(s), idx) for s, idx in groups.values()]
+
+
+def load_tflite_scorer(path: str, num_threads: int | None = None) -> Scorer:
+    """A Scorer running a `.tflite` file of `python -m tsn_keras.export --tflite` in LiteRT."""
+    from tsn_keras import litert
+
+    model = litert.LiteRTModel(path, num_threads)
+    meta = model.meta
+    info = ModelInfo(
+        modality=meta["modality"],
+        backbone=meta["backbone"],
+        input_size=int(meta["input_size"]),
+        snippet_length=int(meta["snippet_length"]),
+        classes=tuple(meta["classes"]),
+        conversion=meta.get("conversion"),
+    )
+
+    def run_tflite(views):
+        # Raw 0-255 crops: the round trip through float32 (Scorer) is exact.
+        return model(np.asarray(views).astype(np.uint8))["logits"]
+
+    scorer = Scorer(info, run_tflite, path)
+    scorer.litert = model
+    return scorer
 
 
 def test_views(
@@ -242,7 +286,8 @@ def write_outputs(
     scores_out: str | None = None,
     settings: dict | None = None,
 ) -> dict:
-    """Writes scores.npz, metrics.json, confusion.png and TensorBoard summaries; returns paths."""
+    """Writes scores.npz, metrics.json, confusion.png, per_class.png and TensorBoard summaries;
+    returns their paths."""
     os.makedirs(output_dir, exist_ok=True)
     scores_path = scores_out or os.path.join(output_dir, "scores.npz")
     fuse.save_scores(
@@ -272,17 +317,42 @@ def write_outputs(
     metrics_path = os.path.join(output_dir, "metrics.json")
     with open(metrics_path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    image = metrics.confusion_image(s["confusion_matrix"], list(info.classes))  # RGB
-    png_path = os.path.join(output_dir, "confusion.png")
-    cv2.imwrite(png_path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    title = f"{info.modality} on {s['num_videos']} videos"
+    image = visualize.confusion_image(s["confusion_matrix"], info.classes, f"Confusion: {title}")
+    bars = visualize.per_class_bars(s["per_class_accuracy"], info.classes, f"Accuracy: {title}")
+    png_path = visualize.write_png(os.path.join(output_dir, "confusion.png"), image)
+    bars_path = visualize.write_png(os.path.join(output_dir, "per_class.png"), bars)
     writer = tf.summary.create_file_writer(output_dir)
     with writer.as_default():
         tf.summary.scalar("test/top1", s["top1"], step=0)
         tf.summary.scalar("test/top5", s["top5"], step=0)
         tf.summary.scalar("test/mean_class_accuracy", s["mean_class_accuracy"], step=0)
         tf.summary.image("test/confusion_matrix", image[None], step=0)
+        tf.summary.image("test/per_class_accuracy", bars[None], step=0)
     writer.close()
-    return {"scores": scores_path, "metrics": metrics_path, "confusion": png_path}
+    return {
+        "scores": scores_path,
+        "metrics": metrics_path,
+        "confusion": png_path,
+        "per_class": bars_path,
+    }
+
+
+def compare(result: dict, reference: dict) -> dict:
+    """How a model's scores differ from a reference's on the same videos (e.g. LiteRT vs
+    SavedModel): top-1 agreement, largest softmax difference, and the reference's metrics."""
+    if result["video_ids"] != reference["video_ids"]:
+        raise ValueError("the two models were scored on different videos")
+    a = fuse.softmax(result["scores"].astype(np.float64))
+    b = fuse.softmax(reference["scores"].astype(np.float64))
+    ref = reference["summary"]
+    return {
+        "top1_agreement": float(np.mean(a.argmax(1) == b.argmax(1))),
+        "max_probability_difference": float(np.max(np.abs(a - b))),
+        "top1": ref["top1"],
+        "top5": ref["top5"],
+        "mean_class_accuracy": ref["mean_class_accuracy"],
+    }
 
 
 def _manifest_or_none(records_path: str) -> dict | None:
@@ -332,6 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("model_dir", None, "A --model_dir of tsn_keras.train.", flag_values=fv)
     flags.DEFINE_string("saved_model", None, "Or: an export folder (SavedModel).", flag_values=fv)
+    flags.DEFINE_string(
+        "tflite",
+        None,
+        "Or: a .tflite of export --tflite (compared with its SavedModel).",
+        flag_values=fv,
+    )
     flags.DEFINE_string("records", None, "Records folder (or .tfrecord glob).", flag_values=fv)
     flags.DEFINE_enum("subset", "test", ["train", "test"], "Which set to score.", flag_values=fv)
     flags.DEFINE_integer("num_segments", 25, "Snippets per video (TSN: 25).", flag_values=fv)
@@ -345,31 +421,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if cli.parse_flags(fv, argv, __doc__) is None:
             return 0
-        if (fv.model_dir is None) == (fv.saved_model is None):
-            raise flags.Error("pass exactly one of --model_dir (a training run) or --saved_model")
+        if fv.model_dir is not None and fv.saved_model is not None:
+            raise flags.Error("pass one of --model_dir (a training run) or --saved_model")
+        if fv.model_dir is None and fv.saved_model is None and fv.tflite is None:
+            raise flags.Error("pass --model_dir (a training run), --saved_model or --tflite")
         if not fv.records:
             raise flags.Error("--records is required: the folder make_tfrecords.py wrote")
         if fv.num_segments < 1:
             raise flags.Error(f"--num_segments must be >= 1. Received: {fv.num_segments}")
     except flags.Error as e:
         return cli.usage_error(e)
-    source = fv.model_dir or fv.saved_model
-    output_dir = fv.output_dir or (
-        os.path.join(fv.model_dir, "eval")
-        if fv.model_dir
-        else os.path.join(os.path.dirname(os.path.abspath(fv.saved_model)), "eval")
-    )
+    source = fv.tflite or fv.model_dir or fv.saved_model
+    reference = None
+    if fv.tflite:
+        reference = fv.model_dir or fv.saved_model
+        beside = os.path.dirname(os.path.abspath(fv.tflite))
+        if reference is None and os.path.exists(os.path.join(beside, "saved_model.pb")):
+            reference = beside
+    if fv.output_dir:
+        output_dir = fv.output_dir
+    elif fv.tflite:
+        stem = os.path.splitext(os.path.basename(fv.tflite))[0]
+        output_dir = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(fv.tflite))), f"eval_{stem}"
+        )
+    elif fv.model_dir:
+        output_dir = os.path.join(fv.model_dir, "eval")
+    else:
+        output_dir = os.path.join(os.path.dirname(os.path.abspath(fv.saved_model)), "eval")
+    args = (fv.records, fv.subset, fv.num_segments, int(fv.crops), fv.max_videos)
     try:
         scorer = load_scorer(source)
-        result = evaluate(
-            scorer,
-            fv.records,
-            fv.subset,
-            fv.num_segments,
-            int(fv.crops),
-            fv.max_videos,
-            verbose=fv.progress,
-        )
+        result = evaluate(scorer, *args, verbose=fv.progress)
+        ref_result = None
+        if reference:
+            ref_result = evaluate(load_scorer(reference), *args, verbose=fv.progress)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -380,8 +466,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "num_segments": fv.num_segments,
         "crops": int(fv.crops),
     }
+    if ref_result is not None:
+        settings["reference"] = {"source": reference, **compare(result, ref_result)}
     paths = write_outputs(result, scorer.info, output_dir, fv.scores_out, settings)
     print(format_report(result["summary"], scorer.info.classes, scorer.info.modality))
+    if ref_result is not None:
+        c = settings["reference"]
+        name = f"LiteRT {scorer.litert.meta.get('format', '')}".strip()
+        saved = os.path.exists(os.path.join(reference, "saved_model.pb"))
+        ref_name = "SavedModel" if saved else "Keras checkpoint"
+        rows = [(name, result["summary"]), (ref_name, ref_result["summary"])]
+        print(f"\n{metrics.format_table(rows)}")
+        print(
+            f"top-1 agreement with the {ref_name} {100 * c['top1_agreement']:.2f}%, largest "
+            f"probability difference {c['max_probability_difference']:.2e}"
+        )
     print(
         f"\n{len(result['video_ids'])} videos in {result['seconds']:.1f} s "
         f"({result['videos_per_second']:.2f} videos/s, {fv.num_segments} snippets x "
@@ -389,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"scores: {paths['scores']}\nmetrics: {paths['metrics']}\nconfusion: {paths['confusion']}"
+        f"\nper-class accuracy: {paths['per_class']}"
     )
     return 0
 

@@ -1,4 +1,7 @@
-"""SavedModel export: `python -m tsn_keras.export --model_dir runs/rgb [--export_dir DIR]`.
+"""SavedModel and LiteRT export.
+
+    python -m tsn_keras.export --model_dir runs/rgb [--export_dir DIR] \
+        [--tflite fp32,fp16,int8_dynamic,int8_full --calibration_records tfrecords/ucf101_split1]
 
 The export folder holds:
   saved_model.pb, variables/   a tf.Module with these signatures (tf.saved_model.load):
@@ -19,7 +22,17 @@ The export folder holds:
   assets/tsn_export.json       modality, backbone, input_size, snippet_length, num_segments,
                                classes, conversion (the records' converter settings):
                                `read_export_meta(export_dir)`
-  model.keras                  the Keras model (input already preprocessed [B, K, S, S, C'])
+  model.keras                  the Keras model (input already preprocessed [B, K, S, S, C']);
+                               loads with `import tsn_keras.models` then
+                               `keras.saving.load_model(path)` (safe_mode=True)
+  model_<format>.tflite        with --tflite: LiteRT models (`litert.LiteRTModel` runs them),
+                               uint8 views [B, K, S, S, C] in, {"logits", "probabilities"} out,
+                               the backbone's preprocessing in the graph; the export's metadata
+                               (classes, modality, ...) sits in the file under "tsn_keras".
+
+Every signature checks its input in the graph (rank, channels: 3 rgb, 2L flow / warped_flow,
+3(L+1) rgbdiff; non-empty snippet and frame axes; serve_views: S = input_size) and fails with
+an InvalidArgumentError naming the input and the expected shape.
 
 The model is rebuilt in float32 (whatever mixed precision training used) from the run's
 train_config.json and its latest checkpoint.
@@ -30,14 +43,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags
 
-from tsn_keras import input_pipeline, modalities, records, sampling
+from tsn_keras import cli, input_pipeline, litert, modalities, records, sampling
 from tsn_keras.config import CHECKPOINT_DIR, read_train_config
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
@@ -47,6 +62,38 @@ KERAS_FILE = "model.keras"
 SERVING_SIGNATURE = "serving_default"
 VIEWS_SIGNATURE = "serve_views"
 EXAMPLES_SIGNATURE = "serve_examples"
+
+
+def check_input(x: tf.Tensor, name: str, channels: int, size: int | None = None) -> tf.Tensor:
+    """x with in-graph checks of [B, K, H, W, C]: rank 5, C == channels, K, H, W > 0 (and
+    H == W == size when given); returns x with that static shape.
+
+    The signatures take inputs of unknown rank on purpose: with a rank in the input spec, the
+    graph folds `tf.rank` to a constant and a wrong-rank input would pass the check and fail
+    later inside a reshape. A failed check raises InvalidArgumentError with the input's name,
+    the expected shape and the received value.
+    """
+    hw = f"{size}, {size}" if size else "H, W"
+    expected = f"{name} must be [B, K, {hw}, {channels}] with K, H, W > 0"
+    shape = tf.shape(x)
+    # Zero-padded to 5 entries, so reading dims 1-4 cannot fail on a lower-rank input (the
+    # runtime may evaluate these reads before the rank check); each check waits for the last.
+    dims = tf.pad(shape, [[0, tf.maximum(5 - tf.size(shape), 0)]])[:5]
+    checks = [
+        (tf.equal(tf.size(shape), 5), "received a tensor of another rank", tf.size(shape)),
+        (tf.equal(dims[4], channels), "received another channel count", dims[4]),
+        (tf.reduce_all(dims[1:4] > 0), "received an empty snippet or frame axis", dims[1:4]),
+    ]
+    if size:
+        same = tf.reduce_all(tf.equal(dims[2:4], size))
+        checks.append((same, "received another frame size", dims[2:4]))
+    done = []
+    for ok, what, value in checks:
+        with tf.control_dependencies(done):
+            done = [tf.debugging.Assert(ok, [f"{expected}; {what}:", value, "shape:", shape])]
+    with tf.control_dependencies(done):
+        x = tf.identity(x)
+    return tf.ensure_shape(x, [None, None, size, size, channels])
 
 
 class TSNServing(tf.Module):
@@ -66,20 +113,15 @@ class TSNServing(tf.Module):
         self.meta_file = tf.saved_model.Asset(meta_file)
         self._config = tsn_config
         self._example_snippets = example_snippets
-        raw_channels = modalities.stored_channels(tsn_config.modality, tsn_config.snippet_length)
-        self._raw_channels = raw_channels
+        self._raw_channels = modalities.stored_channels(
+            tsn_config.modality, tsn_config.snippet_length
+        )
+        # Unknown rank in the specs: see check_input (the shapes are checked in the graph).
         self.serve = tf.function(
-            self._serve,
-            input_signature=[tf.TensorSpec([None, None, None, None, raw_channels], tf.uint8)],
+            self._serve, input_signature=[tf.TensorSpec(None, tf.uint8, name="clips")]
         )
         self.serve_views = tf.function(
-            self._serve_views,
-            input_signature=[
-                tf.TensorSpec(
-                    [None, None, tsn_config.input_size, tsn_config.input_size, raw_channels],
-                    tf.float32,
-                )
-            ],
+            self._serve_views, input_signature=[tf.TensorSpec(None, tf.float32, name="views")]
         )
         self.serve_examples = tf.function(
             self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string)]
@@ -95,9 +137,11 @@ class TSNServing(tf.Module):
 
     def _serve(self, clips: tf.Tensor) -> dict:
         c = self._config
+        clips = check_input(clips, "clips", self._raw_channels)
         return self._scores(input_pipeline.preprocess_batch(clips, c.modality, c.input_size))
 
     def _serve_views(self, views: tf.Tensor) -> dict:
+        views = check_input(views, "views", self._raw_channels, self._config.input_size)
         return self._scores(views)
 
     def _serve_examples(self, serialized: tf.Tensor) -> dict:
@@ -127,6 +171,28 @@ class TSNServing(tf.Module):
     def _class_names(self) -> dict:
         text = tf.strings.strip(tf.io.read_file(self.classes_file))
         return {"class_names": tf.strings.split(text, "\n")}
+
+
+def export_meta(
+    tsn_config: TSNConfig,
+    classes: Sequence[str],
+    example_snippets: int = 25,
+    conversion: dict | None = None,
+) -> dict:
+    """The export's description: assets/tsn_export.json, and the metadata of its .tflite files."""
+    return {
+        "modality": tsn_config.modality,
+        "backbone": tsn_config.backbone,
+        "input_size": tsn_config.input_size,
+        "snippet_length": tsn_config.snippet_length,
+        "num_segments": tsn_config.num_segments,
+        "example_snippets": example_snippets,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "conversion": conversion,
+        "raw_channels": modalities.stored_channels(tsn_config.modality, tsn_config.snippet_length),
+        "raw_input": "uint8 [B, K, H, W, C]: RGB order; raw 0-255 flow x1,y1,x2,y2,...",
+    }
 
 
 def export_saved_model(
@@ -164,18 +230,7 @@ def export_saved_model(
         with open(classes_file, "w", encoding="utf-8") as f:
             f.write("\n".join(classes) + "\n")
         meta_file = os.path.join(tmp, META_ASSET)
-        meta = {
-            "modality": tsn_config.modality,
-            "backbone": tsn_config.backbone,
-            "input_size": tsn_config.input_size,
-            "snippet_length": tsn_config.snippet_length,
-            "num_segments": tsn_config.num_segments,
-            "example_snippets": example_snippets,
-            "num_classes": len(classes),
-            "classes": list(classes),
-            "conversion": conversion,
-            "raw_input": "uint8 [B, K, H, W, C]: RGB order; raw 0-255 flow x1,y1,x2,y2,...",
-        }
+        meta = export_meta(tsn_config, classes, example_snippets, conversion)
         with open(meta_file, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
         module = TSNServing(model, tsn_config, classes_file, meta_file, example_snippets)
@@ -188,6 +243,145 @@ def export_saved_model(
         tf.saved_model.save(module, export_dir, signatures=signatures)
     model.save(os.path.join(export_dir, KERAS_FILE))
     return export_dir
+
+
+def tflite_path(export_dir: str, fmt: str) -> str:
+    """Where `export_tflite` writes format `fmt`: <export_dir>/model_<fmt>.tflite."""
+    return os.path.join(export_dir, f"model_{fmt}.tflite")
+
+
+def convert_tflite(
+    model: keras.Model,
+    tsn_config: TSNConfig,
+    fmt: str,
+    calibration_views: Iterable[np.ndarray] | None = None,
+) -> bytes:
+    """The model with the backbone's preprocessing as a LiteRT flatbuffer (no metadata yet).
+
+    Args:
+      model: a float32 TSN model from `build_tsn(tsn_config)`.
+      tsn_config: its config.
+      fmt: "fp32"; "fp16" (float16 weights); "int8_dynamic" (int8 weights, float
+        activations); "int8_full" (int8 weights and activations, calibrated).
+      calibration_views: int8_full only: uint8 [1, K, S, S, C] raw views (`calibration_views`).
+
+    Returns:
+      the .tflite bytes: input "views" uint8 [B, K, S, S, C] (B and K free), outputs "logits"
+      and "probabilities" float32 [B, classes].
+    """
+    if fmt not in litert.FORMATS:
+        raise ValueError(f"--tflite formats must be among {litert.FORMATS}. Received: {fmt!r}")
+    if fmt == "int8_full" and calibration_views is None:
+        raise ValueError("--tflite int8_full needs --calibration_records (the training records)")
+    size = tsn_config.input_size
+    channels = modalities.stored_channels(tsn_config.modality, tsn_config.snippet_length)
+    spec = tf.TensorSpec([None, None, size, size, channels], tf.uint8, name=litert.INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
+    def serve(views):
+        x = preprocess_input(views, backbone=tsn_config.backbone, modality=tsn_config.modality)
+        logits = tf.cast(model(x, training=False), tf.float32)  # [B, classes]
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(litert.SIGNATURE, serve)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Through a Keras ExportArchive, which saves the model's variables explicitly. Two
+        # routes wrote files whose weights were unset variables (NaN outputs): concrete
+        # functions converted with the model passed alongside, and a tf.Module holding the
+        # model as an attribute. Every converted file is run and checked (export_tflite).
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[litert.SIGNATURE])
+        if fmt != "fp32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if fmt == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        if fmt == "int8_full":
+            samples = [np.asarray(v, np.uint8) for v in calibration_views]
+            if not samples:
+                raise ValueError("--calibration_records: no views to calibrate int8_full with")
+            converter.representative_dataset = lambda: ([v] for v in samples)
+        return converter.convert()
+
+
+def calibration_views(
+    records_path: str, tsn_config: TSNConfig, count: int = 200
+) -> list[np.ndarray]:
+    """uint8 [1, K, S, S, C] centre-crop views of the first `count` training videos.
+
+    K = tsn_config.num_segments evenly spaced snippets, preprocessed as validation does
+    (`input_pipeline.preprocess_clip`), so int8 ranges are calibrated on real inputs.
+    """
+    c = tsn_config
+    files = input_pipeline.record_files(records_path, "train", c.modality)
+
+    def views(example):
+        parsed = records.parse_example(example, [c.modality])
+        idx = sampling.sample_snippet_indices(parsed["num_snippets"], c.num_segments, "test")
+        clip = records.decode_snippets(parsed, c.modality, idx, c.snippet_length)
+        return input_pipeline.preprocess_clip(clip, c.modality, c.input_size, training=False)
+
+    ds = tf.data.TFRecordDataset(files).take(count).map(views)
+    return [v.numpy()[None] for v in ds]
+
+
+def export_tflite(
+    model: keras.Model,
+    tsn_config: TSNConfig,
+    classes: Sequence[str],
+    export_dir: str,
+    formats: Sequence[str],
+    calibration_records: str | None = None,
+    calibration_count: int = 200,
+    conversion: dict | None = None,
+) -> dict[str, dict]:
+    """Writes <export_dir>/model_<fmt>.tflite for each format, with the export's metadata.
+
+    Each file is loaded back and run on two random clips against the Keras model: a file
+    with non-finite outputs is an error, and so is an fp32 file whose probabilities differ
+    from the model's by more than 1e-4 (the quantised formats report their difference).
+
+    Returns:
+      {fmt: {"path", "bytes", "max_abs_diff"}}: max |probability difference| on the check.
+    """
+    if not formats:
+        return {}
+    unknown = [f for f in formats if f not in litert.FORMATS]
+    if unknown:
+        raise ValueError(f"--tflite formats must be among {litert.FORMATS}. Received: {unknown}")
+    views = None
+    if "int8_full" in formats:
+        if not calibration_records:
+            raise ValueError("--tflite int8_full needs --calibration_records (training records)")
+        views = calibration_views(calibration_records, tsn_config, calibration_count)
+    os.makedirs(export_dir, exist_ok=True)
+    c = tsn_config
+    rng = np.random.default_rng(0)
+    shape = (2, c.num_segments, c.input_size, c.input_size)
+    check = rng.integers(
+        0, 256, shape + (modalities.stored_channels(c.modality, c.snippet_length),), np.uint8
+    )
+    x = preprocess_input(check, backbone=c.backbone, modality=c.modality)
+    expected = keras.ops.convert_to_numpy(
+        keras.ops.softmax(keras.ops.cast(model(x, training=False), "float32"), axis=-1)
+    )
+    report = {}
+    for fmt in formats:
+        meta = export_meta(tsn_config, classes, conversion=conversion)
+        meta["format"] = fmt
+        data = litert.add_metadata(convert_tflite(model, tsn_config, fmt, views), meta)
+        path = tflite_path(export_dir, fmt)
+        with open(path, "wb") as f:
+            f.write(data)
+        probs = litert.LiteRTModel(path)(check)["probabilities"]
+        if not np.all(np.isfinite(probs)):
+            raise RuntimeError(f"{path}: the converted model outputs non-finite values")
+        diff = float(np.max(np.abs(probs - expected)))
+        if fmt == "fp32" and diff > 1e-4:
+            raise RuntimeError(f"{path}: probabilities differ from the model's by {diff:.2e}")
+        report[fmt] = {"path": path, "bytes": len(data), "max_abs_diff": diff}
+    return report
 
 
 def read_export_meta(export_dir: str) -> dict:
@@ -257,24 +451,71 @@ def export_from_model_dir(
     )
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """Defines the command's flags (called only when this module is the program)."""
-    flags.DEFINE_string("model_dir", None, "A --model_dir of python -m tsn_keras.train.")
-    flags.DEFINE_string("export_dir", None, "Output folder; default <model_dir>/export.")
-    flags.DEFINE_integer("example_snippets", 25, "Snippets per video of serve_examples.")
-    flags.mark_flag_as_required("model_dir")
-
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    path = export_from_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.example_snippets)
-    logging.info("Exported SavedModel and %s to %s", KERAS_FILE, path)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns 0, 1 when a conversion failed, 2 on bad flags or inputs."""
+    argv = sys.argv if argv is None else argv
+    fv = flags.FlagValues()
+    flags.DEFINE_string("model_dir", None, "A --model_dir of tsn_keras.train.", flag_values=fv)
+    flags.DEFINE_string(
+        "export_dir", None, "Output folder; default <model_dir>/export.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "example_snippets", 25, "Snippets per video of serve_examples.", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "tflite",
+        [],
+        f"LiteRT files to write too, any of {','.join(litert.FORMATS)}.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "calibration_records",
+        None,
+        "Records whose training videos calibrate int8_full.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "calibration_count", 200, "Videos to calibrate int8_full with.", flag_values=fv
+    )
+    try:
+        if cli.parse_flags(fv, argv, __doc__) is None:
+            return 0
+        if not fv.model_dir:
+            raise flags.Error("--model_dir is required: a --model_dir of python -m tsn_keras.train")
+        unknown = [f for f in fv.tflite if f not in litert.FORMATS]
+        if unknown:
+            raise flags.Error(
+                f"--tflite must be among {','.join(litert.FORMATS)}. Received: {unknown}"
+            )
+        if "int8_full" in fv.tflite and not fv.calibration_records:
+            raise flags.Error("--tflite int8_full needs --calibration_records (training records)")
+        if fv.example_snippets < 1 or fv.calibration_count < 1:
+            raise flags.Error("--example_snippets and --calibration_count must be >= 1")
+    except flags.Error as e:
+        return cli.usage_error(e)
+    try:
+        model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
+        path = fv.export_dir or os.path.join(fv.model_dir, "export")
+        conversion = data.get("conversion")
+        export_saved_model(model, tsn_config, classes, path, fv.example_snippets, conversion)
+        report = export_tflite(
+            model, tsn_config, classes, path, fv.tflite, fv.calibration_records,
+            fv.calibration_count, conversion,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"exported SavedModel and {KERAS_FILE} to {path}")
+    for r in report.values():
+        print(
+            f"  {r['path']}: {r['bytes'] / 1e6:.2f} MB, max |probability - Keras| "
+            f"{r['max_abs_diff']:.2e}"
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    sys.exit(main())

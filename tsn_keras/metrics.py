@@ -1,10 +1,10 @@
-"""Video-level metrics: top-k accuracy, mean class accuracy, confusion matrix (and its picture).
+"""Video-level metrics: top-k accuracy, mean class accuracy, confusion matrix.
 
 UCF101 / HMDB51 results are reported as mean class accuracy over the test split: the mean of the
-per-class recalls, so a large class counts no more than a small one.
+per-class recalls, so a large class counts no more than a small one. The pictures of these
+numbers are drawn by `tsn_keras.visualize`.
 """
 
-import cv2
 import numpy as np
 
 
@@ -65,34 +65,6 @@ def summarize(scores: np.ndarray, labels: np.ndarray) -> dict:
         "per_class_accuracy": per_class,
         "confusion_matrix": cm,
     }
-
-
-def confusion_image(cm: np.ndarray, class_names: list[str], cell: int = 24) -> np.ndarray:
-    """A picture of a row-normalised confusion matrix: uint8 RGB [H, W, 3].
-
-    Rows are true classes, columns predictions; brighter is more. Class names label the rows
-    (cut to 20 characters); the counts are written in cells when they fit.
-    """
-    num = cm.shape[0]
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
-    heat = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)  # BGR [C, C, 3]
-    heat = cv2.resize(heat, (num * cell, num * cell), interpolation=cv2.INTER_NEAREST)
-    label_w = 8 * 20
-    image = np.full((num * cell + cell, label_w + num * cell, 3), 255, np.uint8)
-    image[cell:, label_w:] = heat
-    font = cv2.FONT_HERSHEY_PLAIN
-    for i, name in enumerate(class_names):
-        y = cell + i * cell + cell * 2 // 3
-        cv2.putText(image, name[:20], (2, y), font, 0.8, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(image, str(i), (label_w + i * cell + 2, cell * 2 // 3), font, 0.8, (0, 0, 0))
-        if cell >= 20:
-            for j in range(num):
-                if cm[i, j]:
-                    color = (0, 0, 0) if norm[i, j] > 0.5 else (255, 255, 255)
-                    org = (label_w + j * cell + 2, y)
-                    cv2.putText(image, str(cm[i, j]), org, font, 0.7, color, 1, cv2.LINE_AA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:

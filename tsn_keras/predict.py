@@ -11,8 +11,10 @@ preprocessing), each model reading its own modality's example. So a prediction s
 input exactly as the test set did. With several models, their softmax probabilities are
 weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
 
-Prints the top-5 classes with probabilities per video; --json writes, for each video, its
-path and `top5` as [class, probability] pairs (plus each stream's top-5), or its error. A
+Prints the top-5 classes with probabilities per video; --json FILE (or `--json -`: standard
+output, the table then goes to standard error) writes, for each video, its path and `top5` as
+{"label": class, "score": probability} objects (plus each stream's top-5), or its error.
+`--tflite FILE` adds a LiteRT model of `export --tflite` (as --models does an export). A
 video that cannot be decoded is reported and skipped; the exit status is then 1.
 
 --timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
@@ -48,7 +50,7 @@ def predict_videos(
     """Scores each video with every model and fuses them.
 
     Returns:
-      one dict per video: {"path", "top5": [(class, probability)...], "streams": {name: top}}
+      one dict per video: {"path", "top5": [{"label", "score"}...], "streams": {name: top}}
       or {"path", "error"} when the video could not be decoded.
     """
     if not scorers:
@@ -112,9 +114,9 @@ def predict_videos(
     return results
 
 
-def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list[tuple[str, float]]:
+def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
     order = np.argsort(-probs, kind="stable")[:k]
-    return [(classes[i], float(probs[i])) for i in order]
+    return [{"label": classes[i], "score": float(probs[i])} for i in order]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,11 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = cli.expand_space_separated(sys.argv if argv is None else argv, ["models", "weights"])
     fv = flags.FlagValues()
     flags.DEFINE_list("models", None, "Export folders (or model_dirs).", flag_values=fv)
+    flags.DEFINE_list("tflite", [], "LiteRT files of export --tflite.", flag_values=fv)
     flags.DEFINE_list("weights", None, "Fusion weights, one per model.", flag_values=fv)
     flags.DEFINE_integer("num_segments", 25, "Snippets per video.", flag_values=fv)
     flags.DEFINE_enum("crops", "10", ["1", "3", "10"], "Crops per snippet.", flag_values=fv)
     flags.DEFINE_integer("top", 5, "Classes to show per video.", flag_values=fv)
-    flags.DEFINE_string("json", None, "Also write the predictions as JSON here.", flag_values=fv)
+    flags.DEFINE_string(
+        "json", None, "Also write the predictions as JSON here (- = stdout).", flag_values=fv
+    )
     flags.DEFINE_enum(
         "flow", None, list(flow.ALGORITHMS), "Override the model's flow algorithm.", flag_values=fv
     )
@@ -144,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not videos:
             raise flags.Error("give one or more video files: python -m tsn_keras.predict VIDEO...")
-        if not fv.models:
-            raise flags.Error("--models is required: one or more export folders")
+        models = (fv.models or []) + fv.tflite
+        if not models:
+            raise flags.Error("--models is required: one or more export folders (or --tflite)")
         weights = cli.float_list(fv.weights, "weights")
     except flags.Error as e:
         return cli.usage_error(e)
@@ -156,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = timeline.TimelineConfig(
                 fv.window_seconds, fv.stride_seconds, fv.num_segments, int(fv.crops), fv.top
             )  # checked before the models load
-        scorers = [evaluate.load_scorer(m) for m in fv.models]
+        scorers = [evaluate.load_scorer(m) for m in models]
         if fv.timeline:
             return timeline.run(
                 videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow
@@ -168,14 +174,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    out = sys.stderr if fv.json == "-" else sys.stdout  # stdout then carries only the JSON
     for r in results:
-        print(r["path"])
+        print(r["path"], file=out)
         if "error" in r:
-            print(f"  could not be read: {r['error']}")
+            print(f"  could not be read: {r['error']}", file=out)
             continue
-        for name, p in r["top5"]:
-            print(f"  {100 * p:6.2f}%  {name}")
-    if fv.json:
+        for t in r["top5"]:
+            print(f"  {100 * t['score']:6.2f}%  {t['label']}", file=out)
+    if fv.json == "-":
+        json.dump(results, sys.stdout, indent=1)
+        print()
+    elif fv.json:
         with open(fv.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
     return 1 if any("error" in r for r in results) else 0

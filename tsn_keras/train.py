@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from tsn_keras import cli, distribute, input_pipeline, modalities, records, steps
+from tsn_keras import cli, distribute, input_pipeline, modalities, records, steps, visualize
 from tsn_keras.config import (
     CHECKPOINT_DIR,
     CLASSES_NAME,
@@ -428,22 +428,6 @@ def _log_scalars(writer, step: int, result: dict, prefix: str, **extra) -> None:
             tf.summary.scalar(name, value)
 
 
-def _input_grid(clips: np.ndarray, modality: str, max_clips: int = 4) -> np.ndarray:
-    """[B, K, S, S, C] 0-255 snippets -> one RGB image [1, rows*S, K*S, 3] in [0, 1].
-
-    rgb as is; rgbdiff its first frame; flow the first field as (R, G, B) = (x, y, 128), so
-    rightward motion is red, leftward dark, up/down in green.
-    """
-    clips = clips[:max_clips]
-    if modalities.is_flow(modality):
-        rgb = np.stack([clips[..., 0], clips[..., 1], np.full_like(clips[..., 0], 128)], -1)
-    else:
-        rgb = clips[..., :3]
-    n, k, s, _, _ = rgb.shape
-    grid = rgb.transpose(0, 2, 1, 3, 4).reshape(n * s, k * s, 3)  # [n*S, K*S, 3]
-    return np.clip(grid[None] / 255.0, 0.0, 1.0)
-
-
 def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence[str]) -> None:
     """Flags as text and a grid of the first batch's input snippets (after augmentation)."""
     ds = input_pipeline.make_dataset(
@@ -463,12 +447,18 @@ def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence
     rows = "\n".join(f"| {k} | {v} |" for k, v in config.to_json().items())
     with writer.as_default(step=step):
         tf.summary.text("flags", "| flag | value |\n|---|---|\n" + rows)
+        grid = visualize.input_grid(clips.numpy(), config.modality, max_clips=4)
         tf.summary.image(
             "input_snippets",
-            _input_grid(clips.numpy(), config.modality),
+            grid[None].astype(np.float32) / 255.0,  # [1, H, W, 3] in [0, 1]
             max_outputs=1,
             description="rows: clips of the first batch; columns: the K snippets"
-            + (" (flow: R = x, G = y)" if modalities.is_flow(config.modality) else ""),
+            + (
+                " (flow: the first field colour-coded, hue = direction, brightness = "
+                "magnitude, then its x and y)"
+                if modalities.is_flow(config.modality)
+                else ""
+            ),
         )
     writer.flush()
 
