@@ -1,5 +1,8 @@
 """SavedModel and LiteRT export.
 
+(A little over 500 lines on purpose: both exports share the model restore, the metadata and
+the input checks, and each converted file is verified against the Keras model here.)
+
     python -m tsn_keras.export --model_dir runs/rgb [--export_dir DIR] \
         [--tflite fp32,fp16,int8_dynamic,int8_full --calibration_records tfrecords/ucf101_split1]
 

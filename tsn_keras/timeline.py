@@ -1,5 +1,8 @@
 """When does each action happen: a long video scored window by window (`predict --timeline`).
 
+(A little over 500 lines on purpose: the window stream, its scoring and the JSON / CSV / PNG
+outputs read one Timeline structure; the plot stays beside the structure it draws.)
+
     python -m tsn_keras.predict long_video.mp4 --models runs/rgb/export --timeline \
         --window_seconds 4 --stride_seconds 1 --num_segments 8 --crops 1
 
