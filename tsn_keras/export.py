@@ -463,8 +463,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export_dir", None, "Output folder; default <model_dir>/export.", flag_values=fv
     )
     flags.DEFINE_integer(
-        "example_snippets", 25, "Snippets per video of serve_examples.", flag_values=fv
+        "num_segments",
+        25,
+        "K: snippets per video of serve_examples (as evaluate/predict's --num_segments).",
+        flag_values=fv,
     )
+    flags.DEFINE_alias("example_snippets", "num_segments", flag_values=fv)  # its older name
     flags.DEFINE_list(
         "tflite",
         [],
@@ -492,15 +496,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if "int8_full" in fv.tflite and not fv.calibration_records:
             raise flags.Error("--tflite int8_full needs --calibration_records (training records)")
-        if fv.example_snippets < 1 or fv.calibration_count < 1:
-            raise flags.Error("--example_snippets and --calibration_count must be >= 1")
+        if fv.num_segments < 1 or fv.calibration_count < 1:
+            raise flags.Error("--num_segments and --calibration_count must be >= 1")
     except flags.Error as e:
         return cli.usage_error(e)
     try:
         model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
         path = fv.export_dir or os.path.join(fv.model_dir, "export")
         conversion = data.get("conversion")
-        export_saved_model(model, tsn_config, classes, path, fv.example_snippets, conversion)
+        export_saved_model(model, tsn_config, classes, path, fv.num_segments, conversion)
         report = export_tflite(
             model, tsn_config, classes, path, fv.tflite, fv.calibration_records,
             fv.calibration_count, conversion,
