@@ -39,5 +39,8 @@ setup(
         "cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "convert": ["torch>=2.13"],
         "dev": ["pytest>=8", "ruff>=0.6"],
+        # a second Keras backend: tests run tsn_keras.tvl1 (keras.ops only) under
+        # KERAS_BACKEND=jax and compare with TensorFlow; GPU machines run its bench there
+        "jax": ["jax[cpu]>=0.4"],
     },
 )

@@ -19,7 +19,7 @@ import sys
 from absl import app, flags
 
 from tsn_keras import convert, splits
-from tsn_keras.flow import ALGORITHMS, DIS_PRESETS
+from tsn_keras.flow import ALGORITHMS, DIS_PRESETS, TVL1_PRESETS
 from tsn_keras.records import MODALITIES
 
 _DATASET = flags.DEFINE_enum(
@@ -38,6 +38,9 @@ _MODALITIES = flags.DEFINE_list(
 )
 _FLOW = flags.DEFINE_enum("flow", "tvl1", list(ALGORITHMS), "Optical flow algorithm.")
 _DIS_PRESET = flags.DEFINE_enum("dis_preset", "medium", list(DIS_PRESETS), "DIS preset.")
+_FLOW_PRESET = flags.DEFINE_enum(
+    "flow_preset", "parity", list(TVL1_PRESETS), "tvl1_tensor preset (tsn_keras.tvl1.PRESETS)."
+)
 _FLOW_BOUND = flags.DEFINE_float("flow_bound", 20.0, "Flow clip bound (pixels) for uint8.")
 _SNIPPETS = flags.DEFINE_integer("snippets", 25, "Snippets per video; 0 = every frame (dense).")
 _SNIPPET_LENGTH = flags.DEFINE_integer("snippet_length", 5, "Frames per flow / rgbdiff snippet.")
@@ -69,6 +72,7 @@ def main(argv):
         flow_algorithm=_FLOW.value,
         flow_bound=_FLOW_BOUND.value,
         dis_preset=_DIS_PRESET.value,
+        flow_preset=_FLOW_PRESET.value,
         num_snippets=_SNIPPETS.value,
         snippet_length=_SNIPPET_LENGTH.value,
         width=_WIDTH.value,

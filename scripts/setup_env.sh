@@ -2,7 +2,8 @@
 # Creates (or reuses) .venv in the repository and installs tsn_keras into it.
 # Usage: bash scripts/setup_env.sh [demo|test]
 #   demo: the package and its runtime dependencies.
-#   test: also the dev extra (pytest, ruff) and the PyTorch reference used by the parity test.
+#   test: also the dev extra (pytest, ruff), the PyTorch reference used by the parity test and
+#         JAX (CPU), the second Keras backend of the TV-L1 solver's test.
 # Safe to run twice: a stamp file records what was installed for which setup.py, so a second
 # run with nothing changed installs nothing.
 set -euo pipefail
@@ -30,7 +31,7 @@ if [ "$what" = "test" ]; then
   # pretrainedmodels is the reference BN-Inception of the parity test. --no-deps: it
   # asks for torchvision, which the test does not need (it loads bninception.py alone).
   "${pip[@]}" --no-deps "pretrainedmodels==0.7.4"
-  "${pip[@]}" -e ".[dev,convert]"
+  "${pip[@]}" -e ".[dev,convert,jax]"
 else
   "${pip[@]}" -e .
 fi

@@ -185,7 +185,14 @@ def test_a_pair_alone_equals_the_pair_inside_a_batch(pairs, small_flows):
     np.testing.assert_array_equal(again, small_flows)  # the same batch: bit for bit
 
 
-@pytest.mark.parametrize("height,width", [(9, 7), (2, 2), (16, 21)])
+@pytest.mark.parametrize(
+    "height,width",
+    [
+        (9, 7),
+        pytest.param(2, 2, marks=pytest.mark.slow),
+        pytest.param(16, 21, marks=pytest.mark.slow),
+    ],
+)
 def test_tiny_frames(height, width):
     first, second, _ = _shift(1.0, 0.0, height, width)
     out = tvl1.tvl1_flow(first[None], second[None], SMALL)
@@ -324,6 +331,7 @@ def test_converter_failures_resume_and_reruns(tmp_path, algorithm):
         assert config.digest() == convert._digest(settings)
 
 
+@pytest.mark.slow
 def test_converter_flow_is_the_solvers(tmp_path):
     """The stored fields are tvl1_flow of the video's frame pairs, encoded."""
     path = _write_pan(tmp_path / "v.avi", 6, 2, 0)
@@ -347,3 +355,29 @@ def test_converter_flow_is_the_solvers(tmp_path):
     x, _ = flow.encode_flow(want[0])
     assert np.abs(stack[..., 0].astype(int) - x).max() <= 2  # JPEG at quality 100
     assert json.dumps(dataclasses.asdict(config))  # the config stays JSON (the manifest's)
+
+
+def test_predict_converts_with_the_models_algorithm_and_preset():
+    """predict rebuilds the training records' conversion: tvl1_tensor and its preset included;
+    an export made before flow_preset existed gets the default, and --flow_preset overrides."""
+    from tsn_keras import evaluate, predict
+
+    trained = dataclasses.asdict(
+        convert.ConvertConfig(flow_algorithm="tvl1_tensor", flow_preset="fast", width=64, height=48)
+    )
+    old = dict(trained, flow_algorithm="tvl1")
+    old.pop("flow_preset")
+
+    def scorer(conversion, modality="flow"):
+        info = evaluate.ModelInfo(
+            modality, "tiny", 32, 5, ("a", "b"), json.loads(json.dumps(conversion))
+        )
+        return evaluate.Scorer(info, lambda x: x, "model")
+
+    ((config, members),) = predict.group_models([scorer(trained)], 25)
+    assert (config.flow_algorithm, config.flow_preset, config.width) == ("tvl1_tensor", "fast", 64)
+    ((config, _),) = predict.group_models([scorer(old)], 25)
+    assert (config.flow_algorithm, config.flow_preset) == ("tvl1", "parity")
+    ((config, _),) = predict.group_models([scorer(trained)], 25, flow_preset="parity")
+    assert config.flow_preset == "parity"
+    assert members == [0]
