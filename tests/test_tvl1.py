@@ -241,7 +241,7 @@ def test_settings_are_validated():
     with pytest.raises(ValueError, match="--flow_preset"):
         tvl1.settings_for("slow")
     assert tvl1.settings_for("parity", warps=2).warps == 2
-    assert [tvl1.bucket_size(n) for n in (1, 2, 8, 9, 32, 33, 125)] == [1, 8, 8, 32, 32, 64, 128]
+    assert [tvl1.bucket_size(n) for n in (1, 2, 8, 9, 32, 33, 125)] == [1, 4, 8, 16, 32, 64, 128]
 
 
 @pytest.mark.slow

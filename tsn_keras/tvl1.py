@@ -432,7 +432,7 @@ def check_pairs(first, second) -> tuple[np.ndarray, np.ndarray]:
     return (first.astype(np.float32) * scale[0], second.astype(np.float32) * scale[1])
 
 
-def bucket_size(n: int, sizes: tuple[int, ...] = (1, 8, 32)) -> int:
+def bucket_size(n: int, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> int:
     """The batch size to pad n pairs to: the smallest of `sizes` >= n, else a multiple of the
     largest (few distinct shapes, so few compiles)."""
     for s in sizes:
