@@ -270,8 +270,8 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
     zeros = ops.zeros_like(i0)
     steps = ops.zeros((n,), "float32")
 
-    def inner(_, state):
-        u1, u2, p11, p12, p21, p22, active, steps, i1wx, i1wy, grad, rho_c = state
+    def inner_step(state, i1wx, i1wy, grad, rho_c):
+        u1, u2, p11, p12, p21, p22, active, steps = state
         # thresholding (estimateV)
         rho = rho_c + i1wx * u1 + i1wy * u2
         lo = rho < -l_t * grad
@@ -294,30 +294,35 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
         q21 = (p21 + taut * u2x) / ng2
         q22 = (p22 + taut * u2y) / ng2
         if not use_stop:
-            return (n1, n2, q11, q12, q21, q22, active, steps + 1.0, i1wx, i1wy, grad, rho_c)
+            return (n1, n2, q11, q12, q21, q22, active, steps + 1.0)
         a = active[:, None, None]
         error = ops.sum((n1 - u1) ** 2 + (n2 - u2) ** 2, axis=(1, 2))  # [N]
         new = [ops.where(a, x, y) for x, y in
                ((n1, u1), (n2, u2), (q11, p11), (q12, p12), (q21, p21), (q22, p22))]  # fmt: skip
         steps = steps + ops.cast(active, "float32")
         active = active & (error > stop)
-        return (*new, active, steps, i1wx, i1wy, grad, rho_c)
-
-    def outer(_, state):
-        u1, u2 = state[0], state[1]
-        if settings.median > 1:
-            a = state[6][:, None, None]
-            u1 = ops.where(a, median_filter(u1, settings.median), u1)
-            u2 = ops.where(a, median_filter(u2, settings.median), u2)
-        return ops.fori_loop(0, settings.inner_iterations, inner, (u1, u2, *state[2:]))
+        return (*new, active, steps)
 
     def warp(_, state):
         u1, u2, p11, p12, p21, p22, steps = state
         i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2)
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
+
+        # the warp's images are captured by the loops, not carried (no copies per step)
+        def inner(_, state):
+            return inner_step(state, i1wx, i1wy, grad, rho_c)
+
+        def outer(_, state):
+            u1, u2 = state[0], state[1]
+            if settings.median > 1:
+                a = state[6][:, None, None]
+                u1 = ops.where(a, median_filter(u1, settings.median), u1)
+                u2 = ops.where(a, median_filter(u2, settings.median), u2)
+            return ops.fori_loop(0, settings.inner_iterations, inner, (u1, u2, *state[2:]))
+
         active = ops.ones((n,), "bool")
-        loop_state = (u1, u2, p11, p12, p21, p22, active, steps, i1wx, i1wy, grad, rho_c)
+        loop_state = (u1, u2, p11, p12, p21, p22, active, steps)
         out = ops.fori_loop(0, settings.outer_iterations, outer, loop_state)
         return (*out[:6], out[7])
 
