@@ -121,7 +121,7 @@ def opencv_flows(pairs: np.ndarray) -> tuple[np.ndarray, float]:
     return out, len(pairs) / (time.perf_counter() - start)
 
 
-def tensor_flows(pairs: np.ndarray, settings, batch: int, jit: bool):
+def tensor_flows(pairs: np.ndarray, settings, batch: int, jit: bool | None):
     """(flows, pairs/s, compile+first-call seconds, mean steps per level) at one batch size."""
     fn = tvl1.compiled_solver(settings, jit)
     first, second = tvl1.check_pairs(pairs[:, 0], pairs[:, 1])

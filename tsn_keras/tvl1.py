@@ -27,10 +27,10 @@ The dual variables restart from zero at each level (as in OpenCV). Flow sign con
 `tsn_keras.flow` (content moving right gives dx > 0).
 
 Backends: only `keras.ops` inside the solver. On TensorFlow the graph is compiled with
-`tf.function(jit_compile=True)` (XLA; `jit_compile=False` is the fallback where XLA is missing),
-on JAX with `jax.jit`, on other backends it runs eagerly. One compiled function per (settings,
-batch size, frame size); callers that batch many pairs pad batches to a few sizes
-(`bucket_size`) so that recompiles stay rare.
+`tf.function(jit_compile=True)` (XLA) where a GPU is visible and as a plain `tf.function` graph
+on CPUs (faster there: `default_jit`), on JAX with `jax.jit`; other backends run it eagerly.
+One compiled function per (settings, batch size, frame size); callers that batch many pairs
+pad batches to a few sizes (`bucket_size`) so that recompiles stay rare.
 """
 
 from __future__ import annotations
@@ -381,12 +381,27 @@ def limit_threads(threads: int) -> None:
             pass
 
 
-def compiled_solver(settings: TVL1Settings, jit: bool = True):
+def default_jit() -> bool:
+    """XLA where an accelerator is visible; on a CPU the plain TensorFlow graph, which ran the
+    solver 2x faster than XLA and compiled 3x faster on this 2-core machine (bench/flow.py)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
     """`solve` compiled for the current Keras backend (one function per settings; it retraces
-    per input shape). TensorFlow: tf.function(jit_compile=jit); JAX: jax.jit; else eager."""
+    per input shape). TensorFlow: tf.function(jit_compile=jit), jit None = `default_jit()`;
+    JAX: jax.jit; other backends: eager."""
     import keras
 
     backend = keras.backend.backend()
+    if jit is None:
+        jit = default_jit()
     key = (settings, backend, jit)
     if key in _COMPILED:
         return _COMPILED[key]
@@ -397,6 +412,11 @@ def compiled_solver(settings: TVL1Settings, jit: bool = True):
     if backend == "tensorflow":
         import tensorflow as tf
 
+        if not jit:
+            # Grappler's AddOpsRewrite puts temporary variables in the nested while loops that
+            # clash between parallel iterations ("AlreadyExistsError ... tmp_var", seen with
+            # TF 2.21): plain graphs run without the arithmetic optimizer.
+            tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
         compiled = tf.function(fn, jit_compile=jit, reduce_retracing=False)
     elif backend == "jax":
         import jax
@@ -447,7 +467,11 @@ def bucket_size(n: int, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> int:
 
 
 def tvl1_flow(
-    first, second, settings: TVL1Settings | str = "parity", batch_size: int = 32, jit: bool = True
+    first,
+    second,
+    settings: TVL1Settings | str = "parity",
+    batch_size: int = 32,
+    jit: bool | None = None,
 ) -> np.ndarray:
     """TV-L1 flow of each pair first[i] -> second[i].
 
@@ -457,7 +481,7 @@ def tvl1_flow(
       settings: a TVL1Settings or a preset name ("parity", "fast").
       batch_size: pairs per compiled call; the last call is padded to `bucket_size` (so one
         frame size compiles at most a few times).
-      jit: XLA on TensorFlow (False: plain tf.function).
+      jit: XLA on TensorFlow (False: plain tf.function; None: `default_jit()`).
 
     Returns:
       float32 [N, H, W, 2] (dx, dy), OpenCV's sign convention.
