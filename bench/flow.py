@@ -188,8 +188,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default=None, help="batch sizes, e.g. 1,8,32")
     parser.add_argument("--presets", default="parity,fast")
     parser.add_argument(
-        "--jit", choices=["auto", "xla", "graph"], default="auto",
-        help="TensorFlow: XLA, plain tf.function, or auto (both, batch 8)",
+        "--jit", choices=["default", "xla", "graph", "both"], default="default",
+        help="TensorFlow: the solver's default (XLA on GPUs, else the plain tf.function graph), "
+        "XLA, the plain graph, or both (the plain graph at batch 8 only)",
     )  # fmt: skip
     parser.add_argument("--sweep", action="store_true", help="the fast-preset candidates")
     parser.add_argument("--json", default=None, help="write the rows here")
@@ -218,17 +219,17 @@ def main(argv=None) -> int:
 
     tf_backend = keras.backend.backend() == "tensorflow"
     jits = {"xla": True, "graph": False}
+    default_mode = "xla" if tvl1.default_jit() else "graph"
     rows = []
     presets = {p: tvl1.PRESETS[p] for p in args.presets.split(",")}
     if args.sweep:
         presets = SWEEP
     for name, settings in presets.items():
-        modes = (
-            ["xla"] if not tf_backend else (["xla", "graph"] if args.jit == "auto" else [args.jit])
-        )
+        modes = {"default": [default_mode], "both": ["xla", "graph"]}.get(args.jit, [args.jit])
+        modes = modes if tf_backend else ["xla"]
         for mode in modes:
             for batch in batches:
-                if mode == "graph" and args.jit == "auto" and batch != 8:
+                if mode == "graph" and args.jit == "both" and batch != 8:
                     continue  # the plain-graph comparison at one batch size
                 flows, rate, compile_s, steps = tensor_flows(all_pairs, settings, batch, jits[mode])
                 row = {"preset": name, "mode": mode if tf_backend else "jit", "batch": batch,

@@ -309,12 +309,12 @@ def bench_flow(runner: Runner, plan: Plan) -> None:
     """bench/flow.py: OpenCV TV-L1 against the batched tensor TV-L1 (tsn_keras.tvl1)."""
     out = os.path.join(runner.work, "flow.json")
     quick = plan is QUICK
-    args = ["--presets=fast", "--batches=8"]
+    args = ["--presets=fast", "--batches=1,8"]
     if not quick:
-        args = ["--presets=parity,fast", "--batches=8,32"]
+        args = ["--presets=parity,fast", "--batches=1,8,32"]
     r, load = runner.call(
         "flow: TV-L1 OpenCV vs tensor",
-        [os.path.join(HERE, "flow.py"), *(["--quick"] if quick else []), *args, "--jit=xla",
+        [os.path.join(HERE, "flow.py"), *(["--quick"] if quick else []), *args,
          f"--json={out}"],
         out,
     )  # fmt: skip
