@@ -11,6 +11,8 @@ something else shared the machine):
   conversion       bench/convert.py's rows: synthetic 320x240 mp4v videos -> 340x256 records,
                    25 snippets of L=5; RGB only, and RGB + flow with DIS (medium), Farneback
                    and TV-L1 (fewer snippets: ~1 s a pair). Source frames/s and flow pairs/s.
+  flow             bench/flow.py: OpenCV TV-L1 and the batched tensor TV-L1 (tsn_keras.tvl1)
+                   pairs/s at 340x256 and the tensor flow's EPE against OpenCV's.
   input pipeline   bench/input_pipeline.py: training clips/s (K=3, 224, augmentation), rgb
                    and flow, on synthetic records.
   training         BN-Inception at 224, one training step (forward, backward, SGD momentum
@@ -328,8 +330,40 @@ def bench_litert(runner: Runner, plan: Plan) -> None:
         runner.add("litert", name, speed, "", notes, load)
 
 
+def bench_flow(runner: Runner, plan: Plan) -> None:
+    """bench/flow.py: OpenCV TV-L1 against the batched tensor TV-L1 (tsn_keras.tvl1)."""
+    out = os.path.join(runner.work, "flow.json")
+    quick = plan is QUICK
+    args = ["--presets=fast", "--batches=1,8"]
+    if not quick:
+        args = ["--presets=parity,fast", "--batches=1,8,32"]
+    r, load = runner.call(
+        "flow: TV-L1 OpenCV vs tensor",
+        [os.path.join(HERE, "flow.py"), *(["--quick"] if quick else []), *args,
+         f"--json={out}"],
+        out,
+    )  # fmt: skip
+    if r is None:
+        runner.add("flow", "TV-L1 tensor", "failed", "", "", load)
+        return
+    cv_rate = f"{r['opencv_pairs_per_s']:.2f} pairs/s"
+    runner.add("flow", "TV-L1 OpenCV", cv_rate, "", "340x256", load)
+    for row in r["rows"]:
+        key = "real" if "epe real" in row else "synthetic demo"
+        runner.add(
+            "flow",
+            f"TV-L1 tensor {row['preset']}, batch {row['batch']}",
+            f"{row['pairs_per_s']:.2f} pairs/s ({row['vs_opencv']:.2f}x OpenCV)",
+            "",
+            f"EPE vs OpenCV {row['epe ' + key]:.3f} px ({key}), "
+            f"{row['off2 ' + key]:.1f}% >2 levels",
+            load,
+        )
+
+
 SECTIONS = {
     "conversion": bench_conversion,
+    "flow": bench_flow,
     "input_pipeline": bench_input_pipeline,
     "training": bench_training,
     "evaluation": bench_evaluation,

@@ -83,9 +83,10 @@ class ConvertConfig:
 
     Attributes:
       modalities: subset of modalities.MODALITIES.
-      flow_algorithm: "tvl1", "dis" or "farneback" (flow and warped_flow).
+      flow_algorithm: "tvl1", "tvl1_tensor", "dis" or "farneback" (flow and warped_flow).
       flow_bound: clip bound in pixels for the uint8 encoding.
       dis_preset: DIS preset, "ultrafast", "fast" or "medium".
+      flow_preset: tvl1_tensor's preset, "parity" or "fast" (tsn_keras.tvl1.PRESETS).
       num_snippets: N evenly spaced snippets per video; 0 = every frame (dense).
       snippet_length: L consecutive frames per flow / rgbdiff snippet.
       width: stored width (ignored with short_side).
@@ -103,6 +104,7 @@ class ConvertConfig:
     flow_algorithm: str = "tvl1"
     flow_bound: float = flow_lib.DEFAULT_BOUND
     dis_preset: str = "medium"
+    flow_preset: str = "parity"
     num_snippets: int = 25
     snippet_length: int = 5
     width: int = video_lib.DEFAULT_WIDTH
@@ -119,6 +121,11 @@ class ConvertConfig:
             raise ValueError(
                 f"--flow must be one of {list(flow_lib.ALGORITHMS)}. "
                 f"Received: {self.flow_algorithm!r}"
+            )
+        if self.flow_preset not in flow_lib.TVL1_PRESETS:
+            raise ValueError(
+                f"--flow_preset must be one of {list(flow_lib.TVL1_PRESETS)}. "
+                f"Received: {self.flow_preset!r}"
             )
         if not (math.isfinite(self.flow_bound) and self.flow_bound > 0):
             raise ValueError(f"--flow_bound must be a number > 0. Received: {self.flow_bound}")
@@ -149,9 +156,11 @@ class ConvertConfig:
     def digest(self) -> str:
         """Short hash of every setting (shards made with other settings are not reused)."""
         fields = dataclasses.asdict(self)
-        # Added after folders were converted: left out at its default so those still resume.
+        # Added after folders were converted: left out at their defaults so those still resume.
         if self.min_decoded_fraction == 0.5:
             del fields["min_decoded_fraction"]
+        if self.flow_algorithm != "tvl1_tensor":
+            del fields["flow_preset"]
         return _digest(fields)
 
 
@@ -258,6 +267,10 @@ class _SnippetPlan:
         self.prev: tuple[int, np.ndarray] | None = None
         self.flow_pairs = 0
         self.fallbacks = 0
+        # batched flow (tvl1_tensor): (modality, field, first, second) waiting for `finish`;
+        # warped-flow fields that fell back to the plain flow of the same field
+        self.pending: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+        self.fallback_fields: list[int] = []
 
     def add(self, index: int, rgb: np.ndarray) -> None:
         q = self.config.jpeg_quality
@@ -275,6 +288,9 @@ class _SnippetPlan:
     def _flow_field(self, j: int, first: np.ndarray, second: np.ndarray) -> None:
         bound, q = self.config.flow_bound, self.config.jpeg_quality
         mods = self.config.modalities
+        if self.engines.flow.batched:  # all of the video's pairs go through the solver at once
+            self._queue_field(j, first, second)
+            return
         plain = None
         if "flow" in mods:
             plain = self.engines.flow(first, second)
@@ -288,6 +304,35 @@ class _SnippetPlan:
             self.flow_jpegs["warped_flow"][j] = enc
             self.flow_pairs += 1
             self.fallbacks += int(fell_back)
+
+    def _queue_field(self, j: int, first: np.ndarray, second: np.ndarray) -> None:
+        mods = self.config.modalities
+        if "flow" in mods:
+            self.pending.append(("flow", j, first, second))
+        if "warped_flow" in mods:
+            warped = self.engines.warped.warp_second(first, second)
+            self.fallbacks += int(warped is None)
+            if warped is None and "flow" in mods:  # the plain flow, computed once
+                self.fallback_fields.append(j)
+            else:
+                self.pending.append(("warped_flow", j, first, second if warped is None else warped))
+
+    def finish(self) -> None:
+        """Computes and encodes the queued flow fields in one batched solver call."""
+        if not self.pending:
+            return
+        firsts = np.stack([p[2] for p in self.pending])  # [P, H, W]
+        seconds = np.stack([p[3] for p in self.pending])  # [P, H, W]
+        flows = self.engines.flow.batch(firsts, seconds)  # [P, H, W, 2]
+        bound, q = self.config.flow_bound, self.config.jpeg_quality
+        for (modality, j, _, _), f in zip(self.pending, flows, strict=True):
+            x, y = flow_lib.encode_flow(f, bound)
+            self.flow_jpegs[modality][j] = (records.encode_jpeg(x, q), records.encode_jpeg(y, q))
+            self.flow_pairs += 1
+        for j in self.fallback_fields:
+            self.flow_jpegs["warped_flow"][j] = self.flow_jpegs["flow"][j]
+            self.flow_pairs += 1
+        self.pending, self.fallback_fields = [], []
 
     def encoded(self, modality: str) -> dict[str, list]:
         """One modality's JPEGs, keyed as `records.serialize_example` takes them."""
@@ -311,7 +356,9 @@ class _Engines:
         self.flow = None
         self.warped = None
         if config.has_flow:
-            self.flow = flow_lib.OpticalFlow(config.flow_algorithm, config.dis_preset)
+            self.flow = flow_lib.OpticalFlow(
+                config.flow_algorithm, config.dis_preset, config.flow_preset
+            )
             self.warped = flow_lib.WarpedFlow(self.flow, config.warp)
 
 
@@ -339,6 +386,7 @@ def convert_video(
             config.decode_mode,
             engines.decode_threads,
         )
+        plan.finish()  # batched flow (tvl1_tensor): the video's pairs in one solver call
     except video_lib.DecodeError as e:
         return VideoResult(job, None, e.reason)
     except cv2.error as e:
@@ -398,6 +446,10 @@ def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
     """A worker process: receives jobs on `conn`, sends back ("ok", result) or ("error", text)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
     cv2.setNumThreads(threads)
+    if config.has_flow and config.flow_algorithm == "tvl1_tensor":
+        from tsn_keras import tvl1
+
+        tvl1.limit_threads(threads)  # the workers already fill the cores
     engines = _Engines(config, decode_threads=threads)
     while True:
         try:
@@ -878,6 +930,8 @@ def _write_manifest(
         "short_videos": short,
         "warped_flow_fallbacks": fallbacks,
     }
+    if config.has_flow and config.flow_algorithm == "tvl1_tensor":
+        manifest["flow"]["preset"] = config.flow_preset
     manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split")})
     manifest.setdefault("flags", {})
     _write_json(os.path.join(out_dir, records.MANIFEST_NAME), manifest)
@@ -991,6 +1045,13 @@ def _define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum(
         "dis_preset", "medium", list(flow_lib.DIS_PRESETS), "DIS preset.", flag_values=fv
     )
+    flags.DEFINE_enum(
+        "flow_preset",
+        "parity",
+        list(flow_lib.TVL1_PRESETS),
+        "tvl1_tensor preset (tsn_keras.tvl1.PRESETS): parity (OpenCV's defaults) or fast.",
+        flag_values=fv,
+    )
     flags.DEFINE_float("flow_bound", 20.0, "Flow clip bound (pixels) for uint8.", flag_values=fv)
     flags.DEFINE_integer("snippets", 25, "Snippets per video; 0 = every frame.", flag_values=fv)
     flags.DEFINE_integer("snippet_length", 5, "Frames per flow/rgbdiff snippet.", flag_values=fv)
@@ -1069,6 +1130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flow_algorithm=fv.flow,
                 flow_bound=fv.flow_bound,
                 dis_preset=fv.dis_preset,
+                flow_preset=fv.flow_preset,
                 num_snippets=fv.snippets,
                 snippet_length=fv.snippet_length,
                 width=fv.width,

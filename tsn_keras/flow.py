@@ -1,5 +1,9 @@
 """Optical flow (TV-L1, DIS, Farneback), warped flow, and the flow <-> uint8 encoding.
 
+Algorithms: "tvl1" (OpenCV's DualTVL1, one pair at a time), "tvl1_tensor" (the same TV-L1 as
+batched keras.ops tensor code, `tsn_keras.tvl1`, with a preset "parity" or "fast"; it computes
+many pairs in one call, `OpticalFlow.batch`), "dis" and "farneback".
+
 Flow is computed on grayscale frames at the stored size. A flow field `f[y, x] = (dx, dy)` says
 where pixel (x, y) of the first frame moved in the second: content moving right gives dx > 0,
 moving down gives dy > 0 (OpenCV's convention for all three algorithms; tests check it).
@@ -27,7 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-ALGORITHMS = ("tvl1", "dis", "farneback")
+ALGORITHMS = ("tvl1", "tvl1_tensor", "dis", "farneback")
+TVL1_PRESETS = ("parity", "fast")  # tsn_keras.tvl1.PRESETS (not imported here: it is heavier)
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -41,11 +46,15 @@ class OpticalFlow:
 
     Args:
       algorithm: "tvl1" (cv2.optflow.DualTVL1OpticalFlow, the paper's choice, slow),
+        "tvl1_tensor" (tsn_keras.tvl1: the same TV-L1 as batched tensor code; `batched` is True),
         "dis" (cv2.DISOpticalFlow, fast) or "farneback" (cv2.calcOpticalFlowFarneback).
       dis_preset: "ultrafast", "fast" or "medium" (DIS only).
+      tvl1_preset: "parity" or "fast" (tvl1_tensor only).
     """
 
-    def __init__(self, algorithm: str = "tvl1", dis_preset: str = "medium"):
+    def __init__(
+        self, algorithm: str = "tvl1", dis_preset: str = "medium", tvl1_preset: str = "parity"
+    ):
         if algorithm not in ALGORITHMS:
             raise ValueError(
                 f"flow algorithm must be one of {list(ALGORITHMS)} (--flow). "
@@ -55,7 +64,14 @@ class OpticalFlow:
             raise ValueError(
                 f"dis_preset must be one of {list(DIS_PRESETS)}. Received: {dis_preset!r}"
             )
+        if tvl1_preset not in TVL1_PRESETS:
+            raise ValueError(
+                f"--flow_preset must be one of {list(TVL1_PRESETS)}. Received: {tvl1_preset!r}"
+            )
         self.algorithm = algorithm
+        self.tvl1_preset = tvl1_preset
+        # tvl1_tensor: callers should collect pairs and call `batch` (one compiled call)
+        self.batched = algorithm == "tvl1_tensor"
         self._impl = None
         if algorithm == "tvl1":
             if not hasattr(cv2, "optflow"):
@@ -74,11 +90,22 @@ class OpticalFlow:
                 f"flow needs two grayscale frames of one size. Received: {first.shape}, "
                 f"{second.shape}"
             )
+        if self.algorithm == "tvl1_tensor":
+            return self.batch(first[None], second[None])[0]
         if self.algorithm == "farneback":
             flow = cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 3, 15, 3, 5, 1.2, 0)
         else:
             flow = self._impl.calc(first, second, None)
         return np.asarray(flow, np.float32)  # [H, W, 2]
+
+    def batch(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow of each pair: uint8 [N, H, W] x2 -> float32 [N, H, W, 2] (one compiled call per
+        batch of 32 for tvl1_tensor; a loop over pairs for the OpenCV algorithms)."""
+        if self.algorithm == "tvl1_tensor":
+            from tsn_keras import tvl1  # imports Keras (and its backend) only when used
+
+            return tvl1.tvl1_flow(first, second, self.tvl1_preset)
+        return np.stack([self(a, b) for a, b in zip(first, second, strict=True)])
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -142,6 +169,16 @@ class WarpedFlow:
             return None
         return h
 
+    def warp_second(self, first: np.ndarray, second: np.ndarray) -> np.ndarray | None:
+        """`second` warped onto `first` (camera motion cancelled), or None (too few matches)."""
+        h = self.homography(first, second)
+        if h is None:
+            return None
+        height, width = first.shape
+        return cv2.warpPerspective(
+            second, h, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+
     def __call__(
         self, first: np.ndarray, second: np.ndarray, plain: np.ndarray | None = None
     ) -> tuple[np.ndarray, bool]:
@@ -149,11 +186,7 @@ class WarpedFlow:
 
         `plain`, the plain flow if already computed, is returned as is on a fallback.
         """
-        h = self.homography(first, second)
-        if h is None:
+        warped = self.warp_second(first, second)
+        if warped is None:
             return (self.flow(first, second) if plain is None else plain), True
-        height, width = first.shape
-        warped = cv2.warpPerspective(
-            second, h, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
         return self.flow(first, warped), False

@@ -143,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_string(
         "timeline_dir", "timeline", "Timeline: folder of the JSON, CSV, PNG.", flag_values=fv
     )
+    flags.DEFINE_enum(
+        "flow_preset", None, list(flow.TVL1_PRESETS), "Override tvl1_tensor's preset.",
+        flag_values=fv,
+    )  # fmt: skip
     try:
         videos = cli.parse_flags(fv, argv, __doc__, positional=True)
         if videos is None:
@@ -165,11 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         scorers = [evaluate.load_scorer(m) for m in models]
         if fv.timeline:
             return timeline.run(
-                videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow
-            )
+                videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow,
+                flow_preset=fv.flow_preset,
+            )  # fmt: skip
         results = predict_videos(
             videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top,
-            flow_algorithm=fv.flow,
+            flow_algorithm=fv.flow, flow_preset=fv.flow_preset,
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

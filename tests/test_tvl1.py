@@ -1,0 +1,383 @@
+"""Batched TV-L1 (tsn_keras.tvl1): building blocks against OpenCV, the solver against OpenCV's
+DualTVL1 and the ground truth, batching, sizes, bad input, JAX, and `--flow tvl1_tensor` in the
+converter (failures, resume, byte-identical reruns)."""
+
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tsn_keras import convert, flow, records, tvl1
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a small budget: one compiled graph that tests can afford (a few seconds to compile)
+SMALL = tvl1.TVL1Settings(num_scales=3, warps=3, outer_iterations=1, inner_iterations=20)
+
+
+def _texture(height, width, seed=0, sigma=2.0):
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.uniform(0, 255, (height, width)).astype(np.float32), (0, 0), sigma)
+    return (noise - noise.min()) / (noise.max() - noise.min()) * 255  # float [H, W]
+
+
+def _moved(image, matrix):
+    """`image` (float) warped by a 2x3 affine map of content; uint8 (first, second, truth flow)."""
+    h, w = image.shape
+    second = cv2.warpAffine(image, np.float32(matrix), (w, h), borderMode=cv2.BORDER_REFLECT)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    m = np.float32(matrix)
+    truth = np.stack(
+        [m[0, 0] * xs + m[0, 1] * ys + m[0, 2] - xs, m[1, 0] * xs + m[1, 1] * ys + m[1, 2] - ys],
+        axis=-1,
+    )  # [H, W, 2]: where each first-frame pixel went
+    return np.round(image).astype(np.uint8), np.round(second).astype(np.uint8), truth
+
+
+def _shift(dx, dy, h=48, w=64, seed=0):
+    return _moved(_texture(h, w, seed), [[1, 0, dx], [0, 1, dy]])
+
+
+def _rotation(degrees, h=48, w=64, seed=1):
+    return _moved(_texture(h, w, seed), cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0))
+
+
+def _epe(a, b, margin=8):
+    d = (a - b)[..., margin:-margin, margin:-margin, :]
+    return float(np.sqrt((d**2).sum(-1)).mean())
+
+
+def _opencv(first, second):
+    return cv2.optflow.DualTVL1OpticalFlow_create().calc(first, second, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks, eagerly, against the OpenCV functions they copy.
+
+
+def test_pyramid_sizes_round_like_opencv():
+    s = tvl1.TVL1Settings()
+    assert tvl1.pyramid_sizes(256, 340, s) == [
+        (256, 340), (205, 272), (164, 218), (131, 174), (105, 139)
+    ]  # fmt: skip
+    assert tvl1.pyramid_sizes(20, 20, s) == [(20, 20), (16, 16)]
+    assert tvl1.pyramid_sizes(19, 100, s) == [(19, 100)]  # 15 px would be under 16
+    shape = np.zeros((97, 131), np.float32)
+    got = []
+    for _ in range(4):
+        shape = cv2.resize(shape, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+        got.append(shape.shape)
+    assert tvl1.pyramid_sizes(97, 131, s)[1:] == got
+
+
+def test_resize_matches_opencv_linear():
+    image = _texture(37, 53, seed=3).astype(np.float32)
+    sizes = tvl1.pyramid_sizes(37, 53, tvl1.TVL1Settings())
+    (h, w), (sh, sw) = sizes[0], sizes[1]
+    down = tvl1.resize_linear(
+        image[None],
+        tvl1.linear_resize_matrix(h, sh, 1 / 0.8),
+        tvl1.linear_resize_matrix(w, sw, 1 / 0.8),
+    )
+    want = cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(np.asarray(down)[0], want, atol=2e-3)
+    up = tvl1.resize_linear(
+        want[None],
+        tvl1.linear_resize_matrix(sh, h, sh / h),
+        tvl1.linear_resize_matrix(sw, w, sw / w),
+    )
+    want_up = cv2.resize(want, (w, h), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(np.asarray(up)[0], want_up, atol=2e-3)
+
+
+def test_median_matches_opencv_median_blur():
+    x = np.random.default_rng(4).normal(size=(2, 23, 31)).astype(np.float32)
+    got = np.asarray(tvl1.median_filter(x, 5))
+    for i in range(2):
+        np.testing.assert_array_equal(got[i], cv2.medianBlur(x[i], 5))  # exact: an order statistic
+
+
+def test_bicubic_warp_matches_opencv_remap():
+    image = _texture(30, 41, seed=5).astype(np.float32)
+    rng = np.random.default_rng(6)
+    u1 = rng.uniform(-6, 6, image.shape).astype(np.float32)  # reaches outside the image
+    u2 = rng.uniform(-6, 6, image.shape).astype(np.float32)
+    (got,) = tvl1.warp_bicubic([image[None]], u1[None], u2[None])
+    ys, xs = np.mgrid[0:30, 0:41].astype(np.float32)
+    want = cv2.remap(image, xs + u1, ys + u2, cv2.INTER_CUBIC)  # BORDER_CONSTANT 0
+    np.testing.assert_allclose(np.asarray(got)[0], want, atol=1e-3)
+
+
+def test_gradients_and_divergence_are_opencvs():
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4) ** 2
+    dx, dy = tvl1.centered_gradient(x)
+    np.testing.assert_allclose(np.asarray(dx)[0, 0], [0.5, 2.0, 4.0, 2.5])  # edges: half a step
+    np.testing.assert_allclose(np.asarray(dy)[0, :, 0], [8.0, 32.0, 24.0])
+    fx, fy = tvl1.forward_gradient(x)
+    assert np.asarray(fx)[0, :, -1].tolist() == [0, 0, 0] and np.asarray(fy)[0, -1].tolist() == [
+        0, 0, 0, 0
+    ]  # fmt: skip
+    # divergence is minus the adjoint of the forward gradient: <grad u, p> = -<u, div p>,
+    # for fields p that are 0 where the forward gradient is (last column of px, last row of py)
+    rng = np.random.default_rng(7)
+    u, px, py = (rng.normal(size=(1, 5, 6)).astype(np.float32) for _ in range(3))
+    px[:, :, -1], py[:, -1] = 0, 0  # as the dual field always is: the gradient is 0 there
+    gx, gy = (np.asarray(g) for g in tvl1.forward_gradient(u))
+    div = np.asarray(tvl1.divergence(px, py))
+    assert float((gx * px + gy * py).sum()) == pytest.approx(-float((u * div).sum()), abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The solver.
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    """Four 48x64 pairs (two shifts, a rotation, a shift) and their true flow."""
+    made = [
+        _shift(1.5, -0.75),
+        _shift(-2.25, 1.0, seed=2),
+        _rotation(3.0),
+        _shift(0.5, 0.5, seed=3),
+    ]
+    first, second, truth = (np.stack(x) for x in zip(*made, strict=True))
+    return first, second, truth
+
+
+@pytest.fixture(scope="module")
+def small_flows(pairs):
+    first, second, _ = pairs
+    return tvl1.tvl1_flow(first, second, SMALL, batch_size=8)
+
+
+def test_translation_is_recovered(pairs, small_flows):
+    _, _, truth = pairs
+    for i in (0, 1, 3):  # the shifts
+        assert _epe(small_flows[i : i + 1], truth[i : i + 1]) < 0.1, i
+    assert _epe(small_flows[2:3], truth[2:3]) < 0.15  # rotation: 3 degrees, up to 1.7 px
+
+
+def test_agrees_with_opencv_tvl1(pairs, small_flows):
+    first, second, truth = pairs
+    for i in range(len(first)):
+        ref = _opencv(first[i], second[i])
+        assert _epe(small_flows[i : i + 1], ref[None]) < 0.1, i
+        # both solvers are as close to the truth as each other
+        assert (
+            abs(_epe(ref[None], truth[i : i + 1]) - _epe(small_flows[i : i + 1], truth[i : i + 1]))
+            < 0.05
+        )
+
+
+def test_a_pair_alone_equals_the_pair_inside_a_batch(pairs, small_flows):
+    """Pairs do not interact (each one's stopping is its own); the graph compiled for another
+    batch size rounds differently, so equal means within 1e-3 px, not bit for bit."""
+    first, second, _ = pairs
+    alone = tvl1.tvl1_flow(first[2:3], second[2:3], SMALL, batch_size=1)
+    np.testing.assert_allclose(alone[0], small_flows[2], atol=1e-3)
+    again = tvl1.tvl1_flow(first, second, SMALL, batch_size=8)
+    np.testing.assert_array_equal(again, small_flows)  # the same batch: bit for bit
+
+
+@pytest.mark.parametrize(
+    "height,width",
+    [
+        (9, 7),
+        pytest.param(2, 2, marks=pytest.mark.slow),
+        pytest.param(16, 21, marks=pytest.mark.slow),
+    ],
+)
+def test_tiny_frames(height, width):
+    first, second, _ = _shift(1.0, 0.0, height, width)
+    out = tvl1.tvl1_flow(first[None], second[None], SMALL)
+    assert out.shape == (1, height, width, 2) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+    if height >= 9:  # enough texture to see the motion
+        assert 0.3 < float(np.median(out[..., 0])) < 1.5
+
+
+@pytest.mark.slow
+def test_odd_size_parity_against_opencv_and_truth():
+    """97x131 (odd sides, 5 levels) with the `parity` preset."""
+    first, second, truth = _rotation(2.0, 97, 131, seed=8)
+    ours = tvl1.tvl1_flow(first[None], second[None], "parity")
+    ref = _opencv(first, second)
+    assert ours.shape == (1, 97, 131, 2)
+    assert _epe(ours, ref[None]) < 0.05
+    assert _epe(ours, truth[None]) < 0.15
+    f, s, t = _shift(1.5, -0.75)
+    assert _epe(tvl1.tvl1_flow(f[None], s[None], "parity"), t[None]) < 0.1
+
+
+@pytest.mark.parametrize(
+    "first,second,match",
+    [
+        (np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 9), np.uint8), "one size"),
+        (np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 8, 3), np.uint8), "grayscale"),
+        (np.zeros((0, 8, 8), np.uint8), np.zeros((0, 8, 8), np.uint8), "empty batch"),
+        (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), r"\[N, H, W\]"),
+        (np.zeros((1, 1, 8), np.uint8), np.zeros((1, 1, 8), np.uint8), "2x2"),
+        (np.zeros((1, 8, 8), bool), np.zeros((1, 8, 8), bool), "numbers"),
+    ],
+)
+def test_bad_input_is_named(first, second, match):
+    with pytest.raises(ValueError, match=match):
+        tvl1.tvl1_flow(first, second, SMALL)
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="scale_step"):
+        tvl1.TVL1Settings(scale_step=1.0)
+    with pytest.raises(ValueError, match="warps"):
+        tvl1.TVL1Settings(warps=0)
+    with pytest.raises(ValueError, match="median"):
+        tvl1.TVL1Settings(median=4)
+    with pytest.raises(ValueError, match="--flow_preset"):
+        tvl1.settings_for("slow")
+    assert tvl1.settings_for("parity", warps=2).warps == 2
+    assert [tvl1.bucket_size(n) for n in (1, 2, 8, 9, 32, 33, 125)] == [1, 4, 8, 16, 32, 64, 128]
+
+
+@pytest.mark.slow
+def test_jax_backend_gives_the_tensorflow_result(tmp_path, pairs, small_flows):
+    pytest.importorskip("jax")
+    first, second, _ = pairs
+    np.savez(tmp_path / "in.npz", first=first[:1], second=second[:1])
+    code = (
+        "import sys, numpy as np, keras\n"
+        "from tsn_keras import tvl1\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "d = np.load(sys.argv[1])\n"
+        f"s = tvl1.TVL1Settings(**{dataclasses.asdict(SMALL)!r})\n"
+        "np.save(sys.argv[2], tvl1.tvl1_flow(d['first'], d['second'], s, batch_size=8))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO)
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npy")],
+        env=env, check=True, timeout=600,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy")[0], small_flows[0], atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The converter with --flow tvl1_tensor: the same guarantees as the other algorithms.
+
+
+def _write_pan(path, num_frames, dx, seed):
+    base = (np.stack([_texture(48, 64, seed)] * 3, -1)).astype(np.uint8)
+    from tsn_keras import video
+
+    video.write_video(str(path), [np.roll(base, dx * t, axis=1) for t in range(num_frames)])
+    return str(path)
+
+
+def _convert_jobs(root):
+    paths = []
+    for label, name in enumerate(["A", "B"]):
+        os.makedirs(root / name, exist_ok=True)
+        for i in range(3):
+            p = _write_pan(root / name / f"v{i}.avi", 5 + i, 1 + label, 10 * label + i)
+            paths.append((p, label))
+    (root / "A" / "empty.avi").write_bytes(b"")
+    paths.append((str(root / "A" / "empty.avi"), 0))
+    return convert.jobs_from_pairs(paths, ["A", "B"], str(root))
+
+
+def _bytes(out):
+    files = sorted(glob.glob(os.path.join(str(out), "*.tfrecord")))
+    return {os.path.basename(f): open(f, "rb").read() for f in files}
+
+
+@pytest.mark.parametrize("algorithm", ["dis", "tvl1_tensor"])
+def test_converter_failures_resume_and_reruns(tmp_path, algorithm):
+    jobs = {"train": _convert_jobs(tmp_path / "videos")}
+    config = convert.ConvertConfig(
+        modalities=("rgb", "flow"), flow_algorithm=algorithm, flow_preset="fast",
+        num_snippets=2, snippet_length=2, width=32, height=24,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    first = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    assert [os.path.basename(f["path"]) for f in first.manifest["failures"]] == ["empty.avi"]
+    assert first.manifest["flow"]["algorithm"] == algorithm
+    assert first.manifest["flow"].get("preset") == ("fast" if algorithm == "tvl1_tensor" else None)
+    assert first.manifest["config"]["flow_preset"] == "fast"
+    before = _bytes(out)
+    # an interrupted run: one shard never renamed; the rerun redoes only it, byte for byte
+    for m in ("rgb", "flow"):
+        os.remove(out / f"train-{m}-00001-of-00003.tfrecord")
+    again = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
+    assert again.skipped_shards == [
+        "train-00000-of-00003.tfrecord",
+        "train-00002-of-00003.tfrecord",
+    ]
+    assert _bytes(out) == before
+    # a fresh run elsewhere gives the same bytes
+    fresh = convert.convert(jobs, str(tmp_path / "out2"), config, ["A", "B"], 3, 1, progress=False)
+    assert fresh.videos == 7 and _bytes(tmp_path / "out2") == before
+    other = dataclasses.replace(config, flow_preset="parity")
+    if algorithm == "tvl1_tensor":  # another preset is other data: that --out is refused
+        with pytest.raises(ValueError, match="--out"):
+            convert.convert(jobs, str(out), other, ["A", "B"], 3, 1, progress=False)
+    else:  # the preset means nothing to DIS: same digest as before flow_preset existed
+        assert other.digest() == config.digest()
+        settings = dataclasses.asdict(config)
+        settings.pop("flow_preset")
+        assert config.digest() == convert._digest(settings)
+
+
+@pytest.mark.slow
+def test_converter_flow_is_the_solvers(tmp_path):
+    """The stored fields are tvl1_flow of the video's frame pairs, encoded."""
+    path = _write_pan(tmp_path / "v.avi", 6, 2, 0)
+    config = convert.ConvertConfig(
+        modalities=("flow",), flow_algorithm="tvl1_tensor", flow_preset="fast",
+        num_snippets=2, snippet_length=2, width=32, height=24, jpeg_quality=100,
+    )  # fmt: skip
+    job = convert.VideoJob(path, "v.avi", 0, "A")
+    result = convert.convert_video(job, config)
+    assert result.flow_pairs == 4
+    parsed = records.parse_example(tf.constant(result.examples["flow"]), ["flow"])
+    stack = records.decode_snippets(parsed, "flow", [0], 2).numpy()[0]  # [H, W, 4]
+    from tsn_keras import video
+
+    _, frames = video.sample_frames(path, lambda n: range(n), config.resize)
+    gray = [flow.to_gray(frames[i]) for i in range(6)]
+    start = int(parsed["frame_indices"][0])
+    want = tvl1.tvl1_flow(
+        np.stack(gray[start : start + 1]), np.stack(gray[start + 1 : start + 2]), "fast"
+    )
+    x, _ = flow.encode_flow(want[0])
+    assert np.abs(stack[..., 0].astype(int) - x).max() <= 2  # JPEG at quality 100
+    assert json.dumps(dataclasses.asdict(config))  # the config stays JSON (the manifest's)
+
+
+def test_predict_converts_with_the_models_algorithm_and_preset():
+    """predict rebuilds the training records' conversion: tvl1_tensor and its preset included;
+    an export made before flow_preset existed gets the default, and --flow_preset overrides."""
+    from tsn_keras import evaluate, predict
+
+    trained = dataclasses.asdict(
+        convert.ConvertConfig(flow_algorithm="tvl1_tensor", flow_preset="fast", width=64, height=48)
+    )
+    old = dict(trained, flow_algorithm="tvl1")
+    old.pop("flow_preset")
+
+    def scorer(conversion, modality="flow"):
+        info = evaluate.ModelInfo(
+            modality, "tiny", 32, 5, ("a", "b"), json.loads(json.dumps(conversion))
+        )
+        return evaluate.Scorer(info, lambda x: x, "model")
+
+    ((config, members),) = predict.group_models([scorer(trained)], 25)
+    assert (config.flow_algorithm, config.flow_preset, config.width) == ("tvl1_tensor", "fast", 64)
+    ((config, _),) = predict.group_models([scorer(old)], 25)
+    assert (config.flow_algorithm, config.flow_preset) == ("tvl1", "parity")
+    ((config, _),) = predict.group_models([scorer(trained)], 25, flow_preset="parity")
+    assert config.flow_preset == "parity"
+    assert members == [0]

@@ -1,0 +1,505 @@
+"""Batched TV-L1 optical flow written with `keras.ops`: one compiled graph for N frame pairs.
+
+    from tsn_keras import tvl1
+    flow = tvl1.tvl1_flow(first, second, "parity")   # uint8 [N, H, W] x2 -> float32 [N, H, W, 2]
+
+The duality-based TV-L1 of Zach, Pock and Bischof (2007) as OpenCV's
+`cv2.optflow.DualTVL1OpticalFlow` implements it (after Sanchez, Meinhardt-Llopis and Facciolo,
+IPOL 2013), step for step, so its flow agrees with OpenCV's (docs/flow_tvl1.md has the facts and
+the measured agreement):
+
+* Pyramid: `num_scales` levels, each `scale_step` times the previous one (OpenCV's INTER_LINEAR
+  resize, no smoothing; sizes rounded as OpenCV rounds them), stopping before a level with a
+  side under 16 px. The coarsest level starts from zero flow; each finer one from the coarser
+  flow resized (INTER_LINEAR) and multiplied by 1 / scale_step.
+* Per level, `warps` times: I1 and its centred gradient are warped by the current flow (bicubic,
+  A = -0.75, zero outside the image, as OpenCV's `remap` does),
+  then up to `outer_iterations` x `inner_iterations` primal-dual steps (thresholding with
+  lambda * theta, divergence of the dual field, primal update, forward gradient, dual update with
+  tau / theta). Each outer iteration starts with a 5x5 median of the flow (`median`).
+* Stopping: OpenCV ends a warp when the summed squared change of the flow falls under
+  epsilon^2 * pixels. A compiled graph cannot change its loop count per input, so the count is
+  fixed (`outer_iterations` x `inner_iterations`) and each pair whose change fell under the
+  threshold is frozen (a `where`, per pair) for the rest of that warp: within the budget a pair
+  gets exactly OpenCV's iterations, and no pair depends on the others in its batch.
+
+The dual variables restart from zero at each level (as in OpenCV). Flow sign convention: that of
+`tsn_keras.flow` (content moving right gives dx > 0).
+
+Backends: only `keras.ops` inside the solver. On TensorFlow the graph is compiled with
+`tf.function(jit_compile=True)` (XLA) where a GPU is visible and as a plain `tf.function` graph
+on CPUs (faster there: `default_jit`), on JAX with `jax.jit`; other backends run it eagerly.
+One compiled function per (settings, batch size, frame size); callers that batch many pairs
+pad batches to a few sizes (`bucket_size`) so that recompiles stay rare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Parameter names follow OpenCV's DualTVL1OpticalFlow.
+
+
+@dataclass(frozen=True)
+class TVL1Settings:
+    """TV-L1 parameters (OpenCV's names; defaults are OpenCV's, with a fixed iteration budget).
+
+    Attributes:
+      tau: time step of the dual update.
+      lambda_: weight of the data term (smaller = smoother flow).
+      theta: coupling between the flow and its thresholded copy.
+      num_scales: pyramid levels (fewer when a level would have a side under 16 px).
+      scale_step: size ratio of two consecutive levels, in (0, 1).
+      warps: warps per level.
+      outer_iterations: outer iterations per warp (each starts with the median filter).
+      inner_iterations: primal-dual steps per outer iteration.
+      epsilon: stop a pair's warp when its mean squared flow change < epsilon^2; 0 = never.
+      median: median filter size (odd; 1 = none). OpenCV's default is 5.
+    """
+
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    num_scales: int = 5
+    scale_step: float = 0.8
+    warps: int = 5
+    outer_iterations: int = 10
+    inner_iterations: int = 30
+    epsilon: float = 0.01
+    median: int = 5
+
+    def __post_init__(self):
+        for name in ("tau", "lambda_", "theta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TV-L1 {name} must be > 0. Received: {getattr(self, name)}")
+        for name in ("num_scales", "warps", "outer_iterations", "inner_iterations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TV-L1 {name} must be an integer >= 1. Received: {value!r}")
+        if not 0 < self.scale_step < 1:
+            raise ValueError(f"TV-L1 scale_step must be in (0, 1). Received: {self.scale_step}")
+        if self.epsilon < 0:
+            raise ValueError(f"TV-L1 epsilon must be >= 0. Received: {self.epsilon}")
+        if self.median not in (1, 3, 5):
+            raise ValueError(f"TV-L1 median must be 1 (off), 3 or 5. Received: {self.median}")
+
+
+# `parity`: OpenCV's defaults with a budget of 1 x 30 steps per warp (OpenCV allows 10 x 30 but
+# a warp of a real 340x256 pair stops after ~10-35 steps: bench/flow.py prints the counts); with
+# epsilon's freeze a pair that converges within the budget gets exactly OpenCV's iterations.
+# `fast`: chosen on the accuracy/speed curve of bench/flow.py --sweep (docs/flow_tvl1.md).
+PRESETS = {
+    "parity": TVL1Settings(outer_iterations=1, inner_iterations=30),
+    "fast": TVL1Settings(num_scales=4, warps=2, outer_iterations=1, inner_iterations=10,
+                         epsilon=0.0),
+}  # fmt: skip
+
+
+def settings_for(preset: str, **overrides) -> TVL1Settings:
+    """A named preset with some fields replaced (None values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"--flow_preset must be one of {list(PRESETS)}. Received: {preset!r}")
+    return dataclasses.replace(
+        PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}
+    )
+
+
+def pyramid_sizes(height: int, width: int, settings: TVL1Settings) -> list[tuple[int, int]]:
+    """(height, width) of each level, finest first, as OpenCV's resize(fx=fy=scale_step) rounds."""
+    sizes = [(height, width)]
+    for _ in range(1, settings.num_scales):
+        h, w = sizes[-1]
+        # cv::resize with Size() and fx: dsize = saturate_cast<int>(w * fx) (round half even)
+        h, w = round(h * settings.scale_step), round(w * settings.scale_step)
+        if h < 16 or w < 16:
+            break
+        sizes.append((h, w))
+    return sizes
+
+
+def linear_resize_matrix(src: int, dst: int, scale: float) -> np.ndarray:
+    """[dst, src] matrix of OpenCV's INTER_LINEAR resize along one axis.
+
+    `scale` is source pixels per destination pixel: 1 / fx when OpenCV is given fx (the
+    pyramid), src / dst when it is given the size (the flow's upsampling). Half-pixel centres;
+    positions outside the image use the edge pixel.
+    """
+    m = np.zeros((dst, src), np.float32)
+    for d in range(dst):
+        f = np.float32((d + 0.5) * scale - 0.5)
+        s = math.floor(f)
+        a = np.float32(f - s)
+        if s < 0:
+            s, a = 0, np.float32(0)
+        if s >= src - 1:
+            s, a = src - 1, np.float32(0)
+        m[d, s] += np.float32(1) - a
+        if a:
+            m[d, s + 1] += a
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# The building blocks (keras.ops on [N, H, W] tensors).
+
+
+def _ops():
+    from keras import ops  # imported late: the converter's workers may not need Keras
+
+    return ops
+
+
+def resize_linear(x, rows: np.ndarray, cols: np.ndarray):
+    """[N, H, W] -> [N, h, w] by `linear_resize_matrix` matrices rows [h, H] and cols [w, W]."""
+    ops = _ops()
+    x = ops.matmul(ops.convert_to_tensor(cols)[None], ops.transpose(x, (0, 2, 1)))  # [N, w, H]
+    return ops.matmul(ops.convert_to_tensor(rows)[None], ops.transpose(x, (0, 2, 1)))  # [N, h, w]
+
+
+def pad_edge(x, r: int):
+    """[N, H, W] -> [N, H+2r, W+2r], the edge pixels repeated (keras.ops.pad's "edge" mode is
+    missing on the TensorFlow backend)."""
+    ops = _ops()
+    x = ops.concatenate([x[:, :1]] * r + [x] + [x[:, -1:]] * r, axis=1)
+    return ops.concatenate([x[:, :, :1]] * r + [x] + [x[:, :, -1:]] * r, axis=2)
+
+
+def centered_gradient(x):
+    """OpenCV's centredGradient: 0.5 * (x[i+1] - x[i-1]) with the edge pixel repeated."""
+    p = pad_edge(x, 1)  # [N, H+2, W+2]
+    dx = 0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2])
+    dy = 0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1])
+    return dx, dy
+
+
+def forward_gradient(u):
+    """u[i+1] - u[i], zero on the last column (x) / row (y)."""
+    ops = _ops()
+    zx = ops.zeros_like(u[:, :, :1])
+    zy = ops.zeros_like(u[:, :1, :])
+    ux = ops.concatenate([u[:, :, 1:] - u[:, :, :-1], zx], axis=2)
+    uy = ops.concatenate([u[:, 1:, :] - u[:, :-1, :], zy], axis=1)
+    return ux, uy
+
+
+def divergence(px, py):
+    """Backward differences, zero before the first column / row (-adjoint of forward_gradient)."""
+    ops = _ops()
+    dx = px - ops.concatenate([ops.zeros_like(px[:, :, :1]), px[:, :, :-1]], axis=2)
+    dy = py - ops.concatenate([ops.zeros_like(py[:, :1, :]), py[:, :-1, :]], axis=1)
+    return dx + dy
+
+
+def median_filter(x, size: int):
+    """size x size median of [N, H, W] (edge pixels repeated), as cv2.medianBlur on float."""
+    ops = _ops()
+    if size == 1:
+        return x
+    r = size // 2
+    h, w = x.shape[1], x.shape[2]
+    p = pad_edge(x, r)
+    cols = ops.stack([p[:, :, j : j + w] for j in range(size)], axis=-1)  # [N, H+2r, W, size]
+    window = ops.concatenate(
+        [cols[:, i : i + h] for i in range(size)], axis=-1
+    )  # [N, H, W, size^2]
+    return ops.sort(window, axis=-1)[..., size * size // 2]  # [N, H, W]
+
+
+def _cubic_weights(t):
+    """OpenCV's bicubic weights (A = -0.75) at fractional offset t: 4 tensors like t."""
+    a = -0.75
+    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
+    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+    w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
+    return w0, w1, w2, 1 - w0 - w1 - w2
+
+
+def warp_bicubic(images, u1, u2):
+    """Samples each [N, H, W] image of `images` at (x + u1, y + u2) like OpenCV's remap.
+
+    INTER_CUBIC at the exact float positions (OpenCV 5's remap; 4.x rounded them to 1/32 px),
+    taps outside the image count as 0 (BORDER_CONSTANT). Returns a list like `images`.
+    """
+    ops = _ops()
+    n, h, w = u1.shape
+    xs = ops.arange(w, dtype="float32")[None, None, :] + u1
+    ys = ops.arange(h, dtype="float32")[:, None][None] + u2
+    # far outside, every tap is outside either way; clipping keeps the int32 indices small
+    xs = ops.clip(xs, -4.0, w + 3.0)
+    ys = ops.clip(ys, -4.0, h + 3.0)
+    x0 = ops.floor(xs)
+    y0 = ops.floor(ys)
+    wx = _cubic_weights(xs - x0)
+    wy = _cubic_weights(ys - y0)
+    x0 = ops.cast(x0, "int32")
+    y0 = ops.cast(y0, "int32")
+    flat = ops.reshape(ops.stack(images, axis=-1), (n * h * w, len(images)))  # [N*H*W, C]
+    # the 4x4 taps of every pixel in one gather: offsets -1..2 along a leading tap axis
+    offsets = ops.convert_to_tensor(np.arange(-1, 3, dtype=np.int32))
+    yy = y0[None] + offsets[:, None, None, None]  # [4, N, H, W]
+    xx = x0[None] + offsets[:, None, None, None]  # [4, N, H, W]
+    y_ok, x_ok = (yy >= 0) & (yy < h), (xx >= 0) & (xx < w)
+    base = ops.arange(n, dtype="int32")[:, None, None] * (h * w)  # [N, 1, 1]
+    rows = base[None] + ops.clip(yy, 0, h - 1) * w  # [4, N, H, W]
+    idx = rows[:, None] + ops.clip(xx, 0, w - 1)[None]  # [4 (y), 4 (x), N, H, W]
+    ok = ops.cast(y_ok[:, None] & x_ok[None], "float32")  # [4, 4, N, H, W]
+    weight = ops.stack(wy)[:, None] * ops.stack(wx)[None] * ok  # [4, 4, N, H, W]
+    taps = ops.reshape(ops.take(flat, ops.reshape(idx, (-1,)), axis=0), (4, 4, n, h, w, -1))
+    out = ops.sum(taps * weight[..., None], axis=(0, 1))  # [N, H, W, C]
+    return [out[..., c] for c in range(len(images))]
+
+
+# ---------------------------------------------------------------------------------------------
+# The solver.
+
+
+def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
+    """`warps` warps of primal-dual iterations at one level; returns (u1, u2, steps [N])."""
+    ops = _ops()
+    n, h, w = i0.shape
+    l_t = settings.lambda_ * settings.theta
+    taut = settings.tau / settings.theta
+    theta = settings.theta
+    stop = settings.epsilon**2 * h * w  # OpenCV: epsilon^2 * area on the summed change
+    use_stop = settings.epsilon > 0
+    i1x, i1y = centered_gradient(i1)
+    zeros = ops.zeros_like(i0)
+    steps = ops.zeros((n,), "float32")
+
+    def inner_step(state, i1wx, i1wy, grad, rho_c):
+        u1, u2, p11, p12, p21, p22, active, steps = state
+        # thresholding (estimateV)
+        rho = rho_c + i1wx * u1 + i1wy * u2
+        lo = rho < -l_t * grad
+        hi = rho > l_t * grad
+        fi = -rho / ops.where(grad > 1.1920929e-07, grad, 1.0)
+        fi = ops.where(grad > 1.1920929e-07, fi, 0.0)
+        d = ops.where(lo, l_t, ops.where(hi, -l_t, fi))
+        v1 = u1 + d * i1wx
+        v2 = u2 + d * i1wy
+        # primal update (estimateU)
+        n1 = v1 + theta * divergence(p11, p12)
+        n2 = v2 + theta * divergence(p21, p22)
+        # dual update (estimateDualVariables) on the new flow's forward gradient
+        u1x, u1y = forward_gradient(n1)
+        u2x, u2y = forward_gradient(n2)
+        ng1 = 1.0 + taut * ops.sqrt(u1x * u1x + u1y * u1y)
+        ng2 = 1.0 + taut * ops.sqrt(u2x * u2x + u2y * u2y)
+        q11 = (p11 + taut * u1x) / ng1
+        q12 = (p12 + taut * u1y) / ng1
+        q21 = (p21 + taut * u2x) / ng2
+        q22 = (p22 + taut * u2y) / ng2
+        if not use_stop:
+            return (n1, n2, q11, q12, q21, q22, active, steps + 1.0)
+        a = active[:, None, None]
+        error = ops.sum((n1 - u1) ** 2 + (n2 - u2) ** 2, axis=(1, 2))  # [N]
+        new = [ops.where(a, x, y) for x, y in
+               ((n1, u1), (n2, u2), (q11, p11), (q12, p12), (q21, p21), (q22, p22))]  # fmt: skip
+        steps = steps + ops.cast(active, "float32")
+        active = active & (error > stop)
+        return (*new, active, steps)
+
+    def warp(_, state):
+        u1, u2, p11, p12, p21, p22, steps = state
+        i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2)
+        grad = i1wx * i1wx + i1wy * i1wy
+        rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
+
+        # the warp's images are captured by the loops, not carried (no copies per step)
+        def inner(_, state):
+            return inner_step(state, i1wx, i1wy, grad, rho_c)
+
+        def outer(_, state):
+            u1, u2 = state[0], state[1]
+            if settings.median > 1:
+                a = state[6][:, None, None]
+                u1 = ops.where(a, median_filter(u1, settings.median), u1)
+                u2 = ops.where(a, median_filter(u2, settings.median), u2)
+            return ops.fori_loop(0, settings.inner_iterations, inner, (u1, u2, *state[2:]))
+
+        active = ops.ones((n,), "bool")
+        loop_state = (u1, u2, p11, p12, p21, p22, active, steps)
+        out = ops.fori_loop(0, settings.outer_iterations, outer, loop_state)
+        return (*out[:6], out[7])
+
+    state = (u1, u2, zeros, zeros, zeros, zeros, steps)
+    state = ops.fori_loop(0, settings.warps, warp, state)
+    return state[0], state[1], state[6]
+
+
+def solve(first, second, settings: TVL1Settings):
+    """The whole solver on float32 tensors [N, H, W] (0-255): (flow [N, H, W, 2], steps [N, L]).
+
+    `steps` counts the primal-dual steps each pair took per level (finest first), the figure
+    that shows how much of the iteration budget epsilon left unused.
+    """
+    ops = _ops()
+    n, h, w = first.shape
+    sizes = pyramid_sizes(h, w, settings)
+    i0s, i1s = [first], [second]
+    for (ph, pw), (sh, sw) in zip(sizes[:-1], sizes[1:], strict=True):
+        rows = linear_resize_matrix(ph, sh, 1.0 / settings.scale_step)
+        cols = linear_resize_matrix(pw, sw, 1.0 / settings.scale_step)
+        i0s.append(resize_linear(i0s[-1], rows, cols))
+        i1s.append(resize_linear(i1s[-1], rows, cols))
+    u1 = u2 = ops.zeros((n, *sizes[-1]), "float32")
+    steps = []
+    for s in range(len(sizes) - 1, -1, -1):
+        u1, u2, taken = _one_scale(i0s[s], i1s[s], u1, u2, settings)
+        steps.append(taken)
+        if s == 0:
+            break
+        (sh, sw), (dh, dw) = sizes[s], sizes[s - 1]
+        rows = linear_resize_matrix(sh, dh, sh / dh)
+        cols = linear_resize_matrix(sw, dw, sw / dw)
+        u1 = resize_linear(u1, rows, cols) * (1.0 / settings.scale_step)
+        u2 = resize_linear(u2, rows, cols) * (1.0 / settings.scale_step)
+    return ops.stack([u1, u2], axis=-1), ops.stack(steps[::-1], axis=1)
+
+
+_COMPILED: dict = {}
+
+
+def limit_threads(threads: int) -> None:
+    """Caps TensorFlow's CPU thread pools (converter workers: the workers fill the cores).
+
+    Call before the first solver call; other backends keep their defaults.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised in this process: keep its pools
+            pass
+
+
+def default_jit() -> bool:
+    """XLA where an accelerator is visible; on a CPU the plain TensorFlow graph, which ran the
+    solver 2x faster than XLA and compiled 3x faster on this 2-core machine (bench/flow.py)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
+    """`solve` compiled for the current Keras backend (one function per settings; it retraces
+    per input shape). TensorFlow: tf.function(jit_compile=jit), jit None = `default_jit()`;
+    JAX: jax.jit; other backends: eager."""
+    import keras
+
+    backend = keras.backend.backend()
+    if jit is None:
+        jit = default_jit()
+    key = (settings, backend, jit)
+    if key in _COMPILED:
+        return _COMPILED[key]
+
+    def fn(first, second):
+        return solve(first, second, settings)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not jit:
+            # Grappler's AddOpsRewrite puts temporary variables in the nested while loops that
+            # clash between parallel iterations ("AlreadyExistsError ... tmp_var", seen with
+            # TF 2.21): plain graphs run without the arithmetic optimizer.
+            tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+        compiled = tf.function(fn, jit_compile=jit, reduce_retracing=False)
+    elif backend == "jax":
+        import jax
+
+        compiled = jax.jit(fn)
+    else:
+        compiled = fn
+    _COMPILED[key] = compiled
+    return compiled
+
+
+def check_pairs(first, second) -> tuple[np.ndarray, np.ndarray]:
+    """Validates a batch of grayscale pairs; returns float32 arrays [N, H, W] (0-255)."""
+    first, second = np.asarray(first), np.asarray(second)
+    if first.shape != second.shape:
+        raise ValueError(
+            f"TV-L1 needs the two frames of each pair at one size. Received: {first.shape} and "
+            f"{second.shape}"
+        )
+    if first.ndim == 4 and first.shape[-1] in (3, 4):
+        raise ValueError(
+            f"TV-L1 takes grayscale frames [N, H, W]; convert colour frames first "
+            f"(tsn_keras.flow.to_gray). Received: {first.shape}"
+        )
+    if first.ndim != 3:
+        raise ValueError(
+            f"TV-L1 takes a batch of grayscale frames [N, H, W]. Received: {first.shape}"
+        )
+    if first.shape[0] == 0:
+        raise ValueError(f"TV-L1 got an empty batch (no frame pairs). Received: {first.shape}")
+    if first.shape[1] < 2 or first.shape[2] < 2:
+        raise ValueError(f"TV-L1 needs frames of at least 2x2 pixels. Received: {first.shape}")
+    for name, x in (("first", first), ("second", second)):
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"TV-L1 {name} frames must be numbers. Received dtype {x.dtype}")
+    # OpenCV: 8-bit frames as they are, float frames (0-1) times 255
+    scale = [1.0 if np.issubdtype(x.dtype, np.integer) else 255.0 for x in (first, second)]
+    return (first.astype(np.float32) * scale[0], second.astype(np.float32) * scale[1])
+
+
+def bucket_size(n: int, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> int:
+    """The batch size to pad n pairs to: the smallest of `sizes` >= n, else a multiple of the
+    largest (few distinct shapes, so few compiles)."""
+    for s in sizes:
+        if n <= s:
+            return s
+    return sizes[-1] * math.ceil(n / sizes[-1])
+
+
+def tvl1_flow(
+    first,
+    second,
+    settings: TVL1Settings | str = "parity",
+    batch_size: int = 32,
+    jit: bool | None = None,
+) -> np.ndarray:
+    """TV-L1 flow of each pair first[i] -> second[i].
+
+    Args:
+      first: [N, H, W] grayscale frames (uint8 0-255, or float 0-1 like OpenCV).
+      second: the same shape.
+      settings: a TVL1Settings or a preset name ("parity", "fast").
+      batch_size: pairs per compiled call; the last call is padded to `bucket_size` (so one
+        frame size compiles at most a few times).
+      jit: XLA on TensorFlow (False: plain tf.function; None: `default_jit()`).
+
+    Returns:
+      float32 [N, H, W, 2] (dx, dy), OpenCV's sign convention.
+    """
+    if isinstance(settings, str):
+        settings = settings_for(settings)
+    first, second = check_pairs(first, second)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: {batch_size}")
+    fn = compiled_solver(settings, jit)
+    out = []
+    for start in range(0, len(first), batch_size):
+        a, b = first[start : start + batch_size], second[start : start + batch_size]
+        k = len(a)
+        pad = min(bucket_size(k), batch_size) - k if k < batch_size else 0
+        if pad > 0:  # repeat the last pair: pairs are independent, padding changes nothing
+            a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
+            b = np.concatenate([b, np.repeat(b[-1:], pad, axis=0)])
+        flow, _ = fn(a, b)
+        out.append(np.asarray(flow)[:k])
+    return np.concatenate(out)
