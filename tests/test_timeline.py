@@ -148,8 +148,8 @@ def test_a_window_scores_as_predict_scores_the_video_cut_to_it(setup, scored, tm
         _write_ffv1(cut, setup["frames"][start:end])
         [alone] = predict.predict_videos([cut], [scorer], num_segments=4, crops=1, top=2)
         expected = np.zeros(2)
-        for name, p in alone["top5"]:
-            expected[CLASSES.index(name)] = p
+        for entry in alone["top5"]:
+            expected[CLASSES.index(entry["label"])] = entry["score"]
         np.testing.assert_allclose(result.probs[i], expected, atol=1e-6)
 
 
