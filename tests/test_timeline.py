@@ -160,8 +160,8 @@ def test_a_video_shorter_than_a_window_is_one_window(setup, tmp_path):
     result = timeline.score_timeline(short, [scorer], config=SETTINGS, progress=False)
     assert (result.starts.tolist(), result.ends.tolist(), result.num_frames) == ([0], [20], 20)
     [alone] = predict.predict_videos([short], [scorer], num_segments=4, crops=1, top=2)
-    assert CLASSES[int(np.argmax(result.probs[0]))] == alone["top5"][0][0] == "RedBlobMoveUp"
-    np.testing.assert_allclose(result.probs[0].max(), alone["top5"][0][1], atol=1e-6)
+    assert CLASSES[int(np.argmax(result.probs[0]))] == alone["top5"][0]["label"] == "RedBlobMoveUp"
+    np.testing.assert_allclose(result.probs[0].max(), alone["top5"][0]["score"], atol=1e-6)
 
 
 def test_predict_timeline_command_writes_json_csv_png(setup, tmp_path, capsys):
