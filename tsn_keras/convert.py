@@ -12,7 +12,8 @@
   modality's file of a shard. Training reads one modality, so an RGB clip reads RGB bytes only
   (~0.7 MB of a ~1.8 MB rgb+flow video at 25 snippets, 340x256).
 * Workers (`multiprocessing`, spawn start method) decode a video, compute flow and encode the
-  JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
+  JPEGs and the serialized SequenceExamples; they never import TensorFlow (except with
+  `--flow tvl1_tensor`, whose solver is Keras code: each worker then runs it on one thread). The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
   OpenCV's default threads.
