@@ -12,11 +12,11 @@
   modality's file of a shard. Training reads one modality, so an RGB clip reads RGB bytes only
   (~0.7 MB of a ~1.8 MB rgb+flow video at 25 snippets, 340x256).
 * Workers (`multiprocessing`, spawn start method) decode a video, compute flow and encode the
-  JPEGs and the serialized SequenceExamples; they never import TensorFlow (except with
-  `--flow tvl1_tensor`, whose solver is Keras code: each worker then runs it on one thread). The parent process
+  JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
-  OpenCV's default threads.
+  OpenCV's default threads. Exception: `--flow tvl1_tensor`'s solver is Keras code, which each
+  worker imports and runs on one thread (docs/flow_tvl1.md).
 * Memory per worker: the frames stream through (`video.decode_selected`); only the current
   and previous grayscale frame and the encoded JPEGs of one example are held, so it does not
   grow with the video's length (with `num_snippets=0`, dense, the example itself does).

@@ -393,6 +393,29 @@ def default_jit() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def _without_arithmetic_optimizer(graph):
+    """Calls `graph` with Grappler's arithmetic optimizer off, restoring the setting after.
+
+    Its AddOpsRewrite puts temporary variables inside the nested while loops that clash between
+    parallel iterations ("AlreadyExistsError ... tmp_var", seen with TF 2.21 on the plain
+    graph). Grappler runs when a traced graph is first called, so other graphs of the process
+    (a model in predict) keep the optimizer.
+    """
+    import tensorflow as tf
+
+    def call(*args):
+        before = tf.config.optimizer.get_experimental_options()
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+        try:
+            return graph(*args)
+        finally:
+            tf.config.optimizer.set_experimental_options(
+                {"arithmetic_optimization": before.get("arithmetic_optimization", True)}
+            )
+
+    return call
+
+
 def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
     """`solve` compiled for the current Keras backend (one function per settings; it retraces
     per input shape). TensorFlow: tf.function(jit_compile=jit), jit None = `default_jit()`;
@@ -412,12 +435,8 @@ def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if not jit:
-            # Grappler's AddOpsRewrite puts temporary variables in the nested while loops that
-            # clash between parallel iterations ("AlreadyExistsError ... tmp_var", seen with
-            # TF 2.21): plain graphs run without the arithmetic optimizer.
-            tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
-        compiled = tf.function(fn, jit_compile=jit, reduce_retracing=False)
+        graph = tf.function(fn, jit_compile=jit, reduce_retracing=False)
+        compiled = graph if jit else _without_arithmetic_optimizer(graph)
     elif backend == "jax":
         import jax
 
