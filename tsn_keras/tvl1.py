@@ -385,7 +385,8 @@ def limit_threads(threads: int) -> None:
 
 def default_jit() -> bool:
     """XLA where an accelerator is visible; on a CPU the plain TensorFlow graph, which ran the
-    solver 2x faster than XLA and compiled 3x faster on this 2-core machine (bench/flow.py)."""
+    solver as fast as XLA or up to 2x faster and was built 3-10x sooner on a 2-core machine
+    (docs/flow_tvl1.md)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
