@@ -438,7 +438,8 @@ def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        graph = tf.function(fn, jit_compile=jit, reduce_retracing=False)
+        # autograph off: the loops are keras.ops.fori_loop already, nothing to convert
+        graph = tf.function(fn, jit_compile=jit, reduce_retracing=False, autograph=False)
         compiled = graph if jit else _without_arithmetic_optimizer(graph)
     elif backend == "jax":
         import jax
