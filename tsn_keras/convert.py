@@ -15,9 +15,11 @@
   JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
-  OpenCV's default threads. The parent watches its workers (`_WorkerPool`): a worker that dies
-  (kill -9, the out-of-memory killer) has its video retried once in a fresh worker, then listed
-  as a failure ("worker died (signal 9) while converting <path>"); the run goes on.
+  OpenCV's default threads. Exception: `--flow tvl1_tensor`'s solver is Keras code, which each
+  worker imports and runs on one thread (docs/flow_tvl1.md). The parent watches its workers
+  (`_WorkerPool`): a worker that dies (kill -9, the out-of-memory killer) has its video retried
+  once in a fresh worker, then listed as a failure ("worker died (signal 9) while converting
+  <path>"); the run goes on.
 * A video that decodes fewer than `min_decoded_fraction` of the frames its container declares
   is a failure; a smaller shortfall (`is_short`) is stored, warned about on stderr and listed in
   the sidecar and the manifest (`short_videos`).

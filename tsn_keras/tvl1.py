@@ -91,10 +91,12 @@ class TVL1Settings:
 # `parity`: OpenCV's defaults with a budget of 1 x 30 steps per warp (OpenCV allows 10 x 30 but
 # a warp of a real 340x256 pair stops after ~10-35 steps: bench/flow.py prints the counts); with
 # epsilon's freeze a pair that converges within the budget gets exactly OpenCV's iterations.
-# `fast`: chosen on the accuracy/speed curve of bench/flow.py --sweep (docs/flow_tvl1.md).
+# `fast`: the fastest point of bench/flow.py --sweep whose EPE against OpenCV stayed under the
+# issue's 0.5 px on real 340x256 pairs (0.49 px; docs/flow_tvl1.md has the curve): 4 levels,
+# one warp of 10 steps each, no stopping test.
 PRESETS = {
     "parity": TVL1Settings(outer_iterations=1, inner_iterations=30),
-    "fast": TVL1Settings(num_scales=4, warps=2, outer_iterations=1, inner_iterations=10,
+    "fast": TVL1Settings(num_scales=4, warps=1, outer_iterations=1, inner_iterations=10,
                          epsilon=0.0),
 }  # fmt: skip
 
@@ -383,7 +385,8 @@ def limit_threads(threads: int) -> None:
 
 def default_jit() -> bool:
     """XLA where an accelerator is visible; on a CPU the plain TensorFlow graph, which ran the
-    solver 2x faster than XLA and compiled 3x faster on this 2-core machine (bench/flow.py)."""
+    solver as fast as XLA or up to 2x faster and was built 3-10x sooner on a 2-core machine
+    (docs/flow_tvl1.md)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -391,6 +394,29 @@ def default_jit() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _without_arithmetic_optimizer(graph):
+    """Calls `graph` with Grappler's arithmetic optimizer off, restoring the setting after.
+
+    Its AddOpsRewrite puts temporary variables inside the nested while loops that clash between
+    parallel iterations ("AlreadyExistsError ... tmp_var", seen with TF 2.21 on the plain
+    graph). Grappler runs when a traced graph is first called, so other graphs of the process
+    (a model in predict) keep the optimizer.
+    """
+    import tensorflow as tf
+
+    def call(*args):
+        before = tf.config.optimizer.get_experimental_options()
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+        try:
+            return graph(*args)
+        finally:
+            tf.config.optimizer.set_experimental_options(
+                {"arithmetic_optimization": before.get("arithmetic_optimization", True)}
+            )
+
+    return call
 
 
 def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
@@ -412,12 +438,9 @@ def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if not jit:
-            # Grappler's AddOpsRewrite puts temporary variables in the nested while loops that
-            # clash between parallel iterations ("AlreadyExistsError ... tmp_var", seen with
-            # TF 2.21): plain graphs run without the arithmetic optimizer.
-            tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
-        compiled = tf.function(fn, jit_compile=jit, reduce_retracing=False)
+        # autograph off: the loops are keras.ops.fori_loop already, nothing to convert
+        graph = tf.function(fn, jit_compile=jit, reduce_retracing=False, autograph=False)
+        compiled = graph if jit else _without_arithmetic_optimizer(graph)
     elif backend == "jax":
         import jax
 
