@@ -45,6 +45,10 @@ is used by workers and shards):
   shards    shard planning, sidecars, the resume rule, `convert`, shard and manifest writing,
             `jobs_from_pairs`, `plan_shards`.
   command   USAGE, the flags, `main` (scripts/make_tfrecords.py).
+No module here imports TensorFlow at module level (the shard writer imports it inside its
+functions): a spawned worker imports this whole package to reach `workers._worker_main`.
+`tsn_keras.beam` uses the names re-exported below; `command` imports it only inside `main`
+(--runner), so plain conversion never loads Apache Beam.
 """
 
 from tsn_keras.convert.command import USAGE, main
