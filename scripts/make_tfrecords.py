@@ -1,4 +1,4 @@
-"""Videos -> sharded TFRecords; the flags and what they do: tsn_keras/convert.py (`--help`)."""
+"""Videos -> sharded TFRecords; the flags and what they do: tsn_keras/convert/ (`--help`)."""
 
 import sys
 

@@ -95,13 +95,13 @@ def test_direct_runner_writes_the_local_converters_files(data, tmp_path, pipelin
 
 def test_a_retried_bundle_writes_the_same_files(data, tmp_path, monkeypatch):
     """Every bundle run twice (Beam's replay option), as when a runner retries one."""
-    written, write_shards = [], convert._write_shards
+    written, write_shards = [], convert.write_shards
 
     def counted(out_dir, pending, *args):
         written.extend(s.name for s in pending)
         return write_shards(out_dir, pending, *args)
 
-    monkeypatch.setattr(convert, "_write_shards", counted)
+    monkeypatch.setattr(convert, "write_shards", counted)
     report = _beam(data, tmp_path / "out", pipeline_args=["--direct_runner_bundle_repeat=1"])
     names = [s.name for s in convert.plan_shards(data["subsets"], CONFIG, SHARDS)]
     assert sorted(written) == sorted(names * 2)  # each shard's files written twice

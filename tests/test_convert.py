@@ -113,7 +113,7 @@ def test_converter_memory_is_flat_in_video_length(tmp_path):
     """Peak traced memory of convert_video: 60 vs 400 frames (64x48 source, stored 340x256)."""
     config = dataclasses.replace(SMALL, modalities=("rgb", "flow"), width=340, height=256)
     config = dataclasses.replace(config, num_snippets=3)
-    engines = convert._Engines(config)
+    engines = convert.Engines(config)
     peaks = []
     for frames in (60, 400):
         path = write_pan(tmp_path / f"v{frames}.avi", frames, dx=1)

@@ -343,7 +343,7 @@ def test_converter_failures_resume_and_reruns(tmp_path, algorithm):
         assert other.digest() == config.digest()
         settings = dataclasses.asdict(config)
         settings.pop("flow_preset")
-        assert config.digest() == convert._digest(settings)
+        assert config.digest() == convert.digest(settings)
 
 
 @pytest.mark.slow

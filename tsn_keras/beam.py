@@ -6,7 +6,7 @@ order in each, the same sidecars, `manifest.json` and `failures.txt` (byte for b
 tests/test_beam.py). It reuses the local converter's pieces rather than Beam's sinks:
 
 * Before the pipeline (in the launching process): `convert.plan_shards` deals each subset's
-  videos to shards (MD5 order, round-robin: fixed by the video list), and `convert._shard_done`
+  videos to shards (MD5 order, round-robin: fixed by the video list), and `convert.shard_done`
   drops the shards already finished with these settings (the local resume rule). Nothing
   pending: no pipeline, the manifest is rebuilt and the call returns.
 * The pending shards' job lists go to one plan file, `<out>/.progress/beam-plan-<digest>.json`,
@@ -15,9 +15,9 @@ tests/test_beam.py). It reuses the local converter's pieces rather than Beam's s
 * Pipeline: shard name -> its (name, position, job) elements -> Reshuffle (spreads the videos
   over the workers) -> `convert.convert_video` (the per-video function of the local
   converter: decode, snippets, flow, JPEG, serialized examples) -> GroupByKey(shard) -> one
-  `convert._write_shards` call per shard, results in job order (temporary names, sidecar,
+  `convert.write_shards` call per shard, results in job order (temporary names, sidecar,
   rename: a retried bundle writes the same bytes again) -> all shards done -> one
-  `convert._write_manifest` call, which rebuilds manifest.json and failures.txt from the
+  `convert.write_manifest` call, which rebuilds manifest.json and failures.txt from the
   sidecars the shard writers left.
 * `beam.io.WriteToTFRecord` is not used: it deals records to shards from a counter with a
   random start, so two modalities' files would not keep a shard's videos aligned, and it needs
@@ -82,7 +82,7 @@ def _gfile():
 
 @contextlib.contextmanager
 def _local_view(out_dir: str) -> Iterator[str]:
-    """A local folder that stands for `out_dir` in convert.py's checks (which use os.path).
+    """A local folder that stands for `out_dir` in convert/shards.py's checks (which use os.path).
 
     Local: `out_dir` itself. Remote: a temporary folder holding an empty file per file of
     `out_dir` (`_shard_done` and `_write_manifest` look at names only) and a copy of each
@@ -136,9 +136,9 @@ def _publish_shard(local_dir: str, out_dir: str, shard) -> None:
 
 
 def _write_manifest(out_dir: str, shards, config, classes, info) -> dict:
-    """convert._write_manifest on `out_dir`, or on its local view and copied up."""
+    """convert.write_manifest on `out_dir`, or on its local view and copied up."""
     with _local_view(out_dir) as view:
-        manifest = convert_lib._write_manifest(view, shards, config, classes, info)
+        manifest = convert_lib.write_manifest(view, shards, config, classes, info)
         if view != out_dir:
             gfile = _gfile()
             for name in (records.MANIFEST_NAME, convert_lib.FAILURES_NAME):
@@ -164,7 +164,7 @@ def _shard_to_json(shard) -> dict:
 
 def _shard_from_json(d: dict):
     jobs = tuple(convert_lib.VideoJob(*j) for j in d["jobs"])
-    return convert_lib._Shard(
+    return convert_lib.Shard(
         d["subset"], d["index"], d["count"], jobs, d["digest"], tuple(d["modalities"])
     )
 
@@ -207,7 +207,7 @@ class _ConvertVideo(beam.DoFn):
             import cv2
 
             cv2.setNumThreads(self.threads)
-        self.engines = convert_lib._Engines(self.config, decode_threads=self.threads)
+        self.engines = convert_lib.Engines(self.config, decode_threads=self.threads)
         self.videos = Metrics.counter(NAMESPACE, "videos")
         self.failed = Metrics.counter(NAMESPACE, "failed")
         self.frames = Metrics.counter(NAMESPACE, "frames")
@@ -271,13 +271,13 @@ class _WriteShard(beam.DoFn):
             )
         results = iter(by_position[i] for i in range(len(shard.jobs)))  # the jobs' order
         report = convert_lib.ConvertReport(manifest={})
-        bar = convert_lib._Progress(len(shard.jobs), enabled=False)
+        bar = convert_lib.Progress(len(shard.jobs), enabled=False)
         if _is_local(self.out_dir):
-            convert_lib._write_shards(self.out_dir, [shard], results, report, bar)
+            convert_lib.write_shards(self.out_dir, [shard], results, report, bar)
         else:
             with tempfile.TemporaryDirectory(prefix="tsn_beam_shard_") as tmp:
                 os.makedirs(os.path.join(tmp, convert_lib.PROGRESS_DIR))
-                convert_lib._write_shards(tmp, [shard], results, report, bar)
+                convert_lib.write_shards(tmp, [shard], results, report, bar)
                 _publish_shard(tmp, self.out_dir, shard)
         self.counter.inc()
         yield name
@@ -391,7 +391,7 @@ def convert(
     else:
         _gfile().makedirs(_join(out_dir, convert_lib.PROGRESS_DIR))
     with _local_view(out_dir) as view:
-        pending = [s for s in shards if not convert_lib._shard_done(view, s)]
+        pending = [s for s in shards if not convert_lib.shard_done(view, s)]
     report = convert_lib.ConvertReport(
         manifest={}, skipped_shards=[s.name for s in shards if s not in pending]
     )

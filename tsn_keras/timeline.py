@@ -7,7 +7,7 @@ outputs read one Timeline structure; the plot stays beside the structure it draw
         --window_seconds 4 --stride_seconds 1 --num_segments 8 --crops 1
 
 A window of `window_seconds` starts every `stride_seconds`; each window is one TSN clip: the
-converter's own per-video plan (`convert._SnippetPlan`: K evenly spaced snippets by
+converter's own per-video plan (`convert.SnippetPlan`: K evenly spaced snippets by
 `sampling.snippet_frame_indices`, the same resizing, flow and JPEG encoding) is built for the
 window's frames and serialized as the record of a video holding just those frames, then scored
 by the evaluation code (`evaluate.score_examples`: snippet choice, test crops, the model's own
@@ -167,7 +167,7 @@ class _Progress:
 
 
 def _window_example(
-    plan: convert._SnippetPlan,
+    plan: convert.SnippetPlan,
     config: convert.ConvertConfig,
     decoded_size: tuple[int, int],
     fps: float,
@@ -221,7 +221,7 @@ class WindowStream:
     def __iter__(self) -> Iterator[tuple[int, int, dict[str, bytes]]]:
         path, config = self.path, self.config
         # The converter's per-video plan and flow engines, one plan per open window.
-        engines = convert._Engines(config)
+        engines = convert.Engines(config)
         cap = video_lib.open_video(path)
         try:
             fps = float(cap.get(cv2.CAP_PROP_FPS))
@@ -231,12 +231,12 @@ class WindowStream:
             length, stride = self.timeline.window_frames(fps)
             total = video_lib.container_frame_count(path)
             bar = _Progress(os.path.basename(path), total, fps, self.progress)
-            open_windows: list[tuple[int, convert._SnippetPlan]] = []  # (start frame, plan)
+            open_windows: list[tuple[int, convert.SnippetPlan]] = []  # (start frame, plan)
             decoded_size = (0, 0)
             frame = done = 0
             while cap.grab():
                 if frame % stride == 0:
-                    open_windows.append((frame, convert._SnippetPlan(length, config, engines)))
+                    open_windows.append((frame, convert.SnippetPlan(length, config, engines)))
                 self.max_open = max(self.max_open, len(open_windows))
                 wanted = [(s, p) for s, p in open_windows if frame - s in p.indices]
                 if wanted or frame == 0:

@@ -1,0 +1,52 @@
+"""The parent process's stderr: one progress line (`Progress`) and warnings (`warn`).
+
+Shared by the worker pool (a worker died, retried) and the shard writer (a short video): a
+warning first ends a progress line that is showing, so the two never share a line.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """One stderr line: done/total, videos/s, ETA, failures (no dependency)."""
+
+    showing = False  # a progress line without its newline is on stderr (`warn` ends it)
+
+    def __init__(self, total: int, enabled: bool, stream=sys.stderr):
+        self.total, self.enabled, self.stream = total, enabled, stream
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.done = self.failed = 0
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        now = time.monotonic()
+        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            m, s = divmod(int(eta), 60)
+            h, m = divmod(m, 60)
+            self.stream.write(
+                f"\r{self.done}/{self.total} videos  {rate:.2f} videos/s  "
+                f"ETA {h}:{m:02d}:{s:02d}  failed {self.failed}   "
+            )
+            self.stream.flush()
+            Progress.showing = True
+
+    def close(self) -> None:
+        if self.enabled and self.total and Progress.showing:
+            self.stream.write("\n")
+            self.stream.flush()
+        Progress.showing = False
+
+
+def warn(message: str) -> None:
+    """A warning on its own stderr line (ending the progress line first if one is showing)."""
+    sys.stderr.write(("\n" if Progress.showing else "") + f"warning: {message}\n")
+    sys.stderr.flush()
+    Progress.showing = False
