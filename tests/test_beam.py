@@ -10,6 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tsn_keras import convert, records, splits, synthetic
+from tsn_keras.convert import shards as shard_lib
+from tsn_keras.convert import snippets as snippet_lib
 
 pytest.importorskip("apache_beam", reason="the beam extra: pip install '.[beam]'")
 from tsn_keras import beam  # noqa: E402  (after the skip)
@@ -101,7 +103,7 @@ def test_a_retried_bundle_writes_the_same_files(data, tmp_path, monkeypatch):
         written.extend(s.name for s in pending)
         return write_shards(out_dir, pending, *args)
 
-    monkeypatch.setattr(convert, "write_shards", counted)
+    monkeypatch.setattr(shard_lib, "write_shards", counted)
     report = _beam(data, tmp_path / "out", pipeline_args=["--direct_runner_bundle_repeat=1"])
     names = [s.name for s in convert.plan_shards(data["subsets"], CONFIG, SHARDS)]
     assert sorted(written) == sorted(names * 2)  # each shard's files written twice
@@ -162,7 +164,7 @@ def test_a_video_never_raises(data, monkeypatch):
     def boom(*args):
         raise MemoryError("cannot allocate")
 
-    monkeypatch.setattr(convert, "convert_video", boom)
+    monkeypatch.setattr(snippet_lib, "convert_video", boom)
     result = beam.convert_video(job, CONFIG)
     assert result.examples is None and result.reason == "MemoryError: cannot allocate"
     assert result.job == job

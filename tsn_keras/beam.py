@@ -52,8 +52,10 @@ from apache_beam.metrics import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from tsn_keras import convert as convert_lib
 from tsn_keras import records
+from tsn_keras.convert import progress as progress_lib
+from tsn_keras.convert import shards as shard_lib
+from tsn_keras.convert import snippets as snippet_lib
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 COUNTERS = ("videos", "failed", "frames", "flow_pairs", "shards")
@@ -93,17 +95,17 @@ def _local_view(out_dir: str) -> Iterator[str]:
         return
     gfile = _gfile()
     with tempfile.TemporaryDirectory(prefix="tsn_beam_view_") as view:
-        os.makedirs(os.path.join(view, convert_lib.PROGRESS_DIR))
+        os.makedirs(os.path.join(view, shard_lib.PROGRESS_DIR))
         if gfile.isdir(out_dir):
             for name in gfile.listdir(out_dir):
                 name = name.rstrip("/")  # GCS lists folders with a trailing '/'
-                if name != convert_lib.PROGRESS_DIR:
+                if name != shard_lib.PROGRESS_DIR:
                     open(os.path.join(view, name), "wb").close()
-        progress = _join(out_dir, convert_lib.PROGRESS_DIR)
+        progress = _join(out_dir, shard_lib.PROGRESS_DIR)
         if gfile.isdir(progress):
             for name in gfile.listdir(progress):
                 if name.endswith(".json") and not name.startswith("beam-plan-"):
-                    local = os.path.join(view, convert_lib.PROGRESS_DIR, name)
+                    local = os.path.join(view, shard_lib.PROGRESS_DIR, name)
                     gfile.copy(_join(progress, name), local, overwrite=True)
         yield view
 
@@ -125,8 +127,8 @@ def _publish_shard(local_dir: str, out_dir: str, shard) -> None:
         _join(out_dir, name): _upload(os.path.join(local_dir, name), _join(out_dir, name))
         for name in shard.files.values()
     }
-    side = os.path.join(convert_lib.PROGRESS_DIR, f"{shard.name}.json")
-    remote_side = _join(out_dir, convert_lib.PROGRESS_DIR, f"{shard.name}.json")
+    side = os.path.join(shard_lib.PROGRESS_DIR, f"{shard.name}.json")
+    remote_side = _join(out_dir, shard_lib.PROGRESS_DIR, f"{shard.name}.json")
     gfile.rename(_upload(os.path.join(local_dir, side), remote_side), remote_side, True)
     for final, temp in temps.items():
         gfile.rename(temp, final, overwrite=True)
@@ -138,10 +140,10 @@ def _publish_shard(local_dir: str, out_dir: str, shard) -> None:
 def _write_manifest(out_dir: str, shards, config, classes, info) -> dict:
     """convert.write_manifest on `out_dir`, or on its local view and copied up."""
     with _local_view(out_dir) as view:
-        manifest = convert_lib.write_manifest(view, shards, config, classes, info)
+        manifest = shard_lib.write_manifest(view, shards, config, classes, info)
         if view != out_dir:
             gfile = _gfile()
-            for name in (records.MANIFEST_NAME, convert_lib.FAILURES_NAME):
+            for name in (records.MANIFEST_NAME, shard_lib.FAILURES_NAME):
                 remote = _join(out_dir, name)
                 gfile.rename(_upload(os.path.join(view, name), remote), remote, overwrite=True)
     return manifest
@@ -163,8 +165,8 @@ def _shard_to_json(shard) -> dict:
 
 
 def _shard_from_json(d: dict):
-    jobs = tuple(convert_lib.VideoJob(*j) for j in d["jobs"])
-    return convert_lib.Shard(
+    jobs = tuple(snippet_lib.VideoJob(*j) for j in d["jobs"])
+    return shard_lib.Shard(
         d["subset"], d["index"], d["count"], jobs, d["digest"], tuple(d["modalities"])
     )
 
@@ -188,7 +190,7 @@ class _ShardJobs(beam.DoFn):
     def setup(self):
         self.shards = {s.name: s for s in _read_plan(self.plan_path)["shards"]}
 
-    def process(self, name: str) -> Iterable[tuple[str, int, convert_lib.VideoJob]]:
+    def process(self, name: str) -> Iterable[tuple[str, int, snippet_lib.VideoJob]]:
         for position, job in enumerate(self.shards[name].jobs):
             yield name, position, job
 
@@ -199,7 +201,7 @@ class _ConvertVideo(beam.DoFn):
     threads: OpenCV threads per worker; 0 = OpenCV's default (all cores).
     """
 
-    def __init__(self, config: convert_lib.ConvertConfig, threads: int = 1):
+    def __init__(self, config: snippet_lib.ConvertConfig, threads: int = 1):
         self.config, self.threads = config, threads
 
     def setup(self):
@@ -207,7 +209,7 @@ class _ConvertVideo(beam.DoFn):
             import cv2
 
             cv2.setNumThreads(self.threads)
-        self.engines = convert_lib.Engines(self.config, decode_threads=self.threads)
+        self.engines = snippet_lib.Engines(self.config, decode_threads=self.threads)
         self.videos = Metrics.counter(NAMESPACE, "videos")
         self.failed = Metrics.counter(NAMESPACE, "failed")
         self.frames = Metrics.counter(NAMESPACE, "frames")
@@ -226,8 +228,8 @@ class _ConvertVideo(beam.DoFn):
 
 
 def convert_video(
-    job: convert_lib.VideoJob, config: convert_lib.ConvertConfig, engines=None
-) -> convert_lib.VideoResult:
+    job: snippet_lib.VideoJob, config: snippet_lib.ConvertConfig, engines=None
+) -> snippet_lib.VideoResult:
     """`convert.convert_video` for a video on any file system; never raises for one video.
 
     A remote video (`gs://...`) is copied to a local temporary file first (OpenCV reads local
@@ -236,18 +238,18 @@ def convert_video(
     """
     try:
         if _is_local(job.path):
-            return convert_lib.convert_video(job, config, engines)
+            return snippet_lib.convert_video(job, config, engines)
         gfile = _gfile()
         with tempfile.TemporaryDirectory(prefix="tsn_beam_video_") as tmp:
             local = os.path.join(tmp, "video" + os.path.splitext(job.path)[1])
             if not gfile.exists(job.path):
-                return convert_lib.VideoResult(job, None, "missing (no such file)")
+                return snippet_lib.VideoResult(job, None, "missing (no such file)")
             gfile.copy(job.path, local)
             staged = dataclasses.replace(job, path=local)
-            result = convert_lib.convert_video(staged, config, engines)
+            result = snippet_lib.convert_video(staged, config, engines)
         return dataclasses.replace(result, job=job)
     except Exception as e:  # recorded as this video's failure, not raised
-        return convert_lib.VideoResult(job, None, f"{type(e).__name__}: {e}")
+        return snippet_lib.VideoResult(job, None, f"{type(e).__name__}: {e}")
 
 
 class _WriteShard(beam.DoFn):
@@ -270,14 +272,14 @@ class _WriteShard(beam.DoFn):
                 f"0..{len(shard.jobs) - 1}"
             )
         results = iter(by_position[i] for i in range(len(shard.jobs)))  # the jobs' order
-        report = convert_lib.ConvertReport(manifest={})
-        bar = convert_lib.Progress(len(shard.jobs), enabled=False)
+        report = shard_lib.ConvertReport(manifest={})
+        bar = progress_lib.Progress(len(shard.jobs), enabled=False)
         if _is_local(self.out_dir):
-            convert_lib.write_shards(self.out_dir, [shard], results, report, bar)
+            shard_lib.write_shards(self.out_dir, [shard], results, report, bar)
         else:
             with tempfile.TemporaryDirectory(prefix="tsn_beam_shard_") as tmp:
-                os.makedirs(os.path.join(tmp, convert_lib.PROGRESS_DIR))
-                convert_lib.write_shards(tmp, [shard], results, report, bar)
+                os.makedirs(os.path.join(tmp, shard_lib.PROGRESS_DIR))
+                shard_lib.write_shards(tmp, [shard], results, report, bar)
                 _publish_shard(tmp, self.out_dir, shard)
         self.counter.inc()
         yield name
@@ -305,7 +307,7 @@ def build_pipeline(
     plan_path: str,
     pending: Sequence[str],
     out_dir: str,
-    config: convert_lib.ConvertConfig,
+    config: snippet_lib.ConvertConfig,
     classes: Sequence[str],
     info: Mapping,
     threads: int = 1,
@@ -332,16 +334,16 @@ def build_pipeline(
 
 
 def convert(
-    subsets: Mapping[str, Sequence[convert_lib.VideoJob]],
+    subsets: Mapping[str, Sequence[snippet_lib.VideoJob]],
     out_dir: str,
-    config: convert_lib.ConvertConfig,
+    config: snippet_lib.ConvertConfig,
     classes: Sequence[str],
     num_shards: int | Mapping[str, int] = 0,
     info: Mapping | None = None,
     runner: str = "DirectRunner",
     pipeline_args: Sequence[str] = (),
     worker_video_root: str | None = None,
-) -> convert_lib.ConvertReport:
+) -> shard_lib.ConvertReport:
     """Converts videos to sharded TFRecords with a Beam runner; same output as convert.convert.
 
     Blocks until the job ends (a Dataflow job's log is streamed meanwhile).
@@ -374,9 +376,9 @@ def convert(
     clash = [a for a in pipeline_args if a == "--runner" or a.startswith("--runner=")]
     if clash:
         raise ValueError(f"give the runner with --runner only, not among Beam's options: {clash}")
-    unknown = sorted(set(subsets) - set(convert_lib.SUBSETS))
+    unknown = sorted(set(subsets) - set(shard_lib.SUBSETS))
     if unknown:
-        raise ValueError(f"subsets must be among {list(convert_lib.SUBSETS)}. Received: {unknown}")
+        raise ValueError(f"subsets must be among {list(shard_lib.SUBSETS)}. Received: {unknown}")
     if worker_video_root:
         root = worker_video_root.rstrip("/")
         subsets = {
@@ -385,14 +387,14 @@ def convert(
         }
     info = dict(info or {})
 
-    shards = convert_lib.plan_shards(subsets, config, num_shards)
+    shards = shard_lib.plan_shards(subsets, config, num_shards)
     if _is_local(out_dir):
-        os.makedirs(os.path.join(out_dir, convert_lib.PROGRESS_DIR), exist_ok=True)
+        os.makedirs(os.path.join(out_dir, shard_lib.PROGRESS_DIR), exist_ok=True)
     else:
-        _gfile().makedirs(_join(out_dir, convert_lib.PROGRESS_DIR))
+        _gfile().makedirs(_join(out_dir, shard_lib.PROGRESS_DIR))
     with _local_view(out_dir) as view:
-        pending = [s for s in shards if not convert_lib.shard_done(view, s)]
-    report = convert_lib.ConvertReport(
+        pending = [s for s in shards if not shard_lib.shard_done(view, s)]
+    report = shard_lib.ConvertReport(
         manifest={}, skipped_shards=[s.name for s in shards if s not in pending]
     )
     start = time.monotonic()
@@ -401,7 +403,7 @@ def convert(
         plan = {"shards": [_shard_to_json(s) for s in shards], "pending": [s.name for s in pending]}
         text = json.dumps(plan, sort_keys=True)
         digest = hashlib.sha1(text.encode()).hexdigest()[:16]
-        plan_path = _join(out_dir, convert_lib.PROGRESS_DIR, f"beam-plan-{digest}.json")
+        plan_path = _join(out_dir, shard_lib.PROGRESS_DIR, f"beam-plan-{digest}.json")
         if not _gfile().exists(plan_path):  # the same name holds the same plan
             with _gfile().GFile(plan_path, "w") as f:
                 f.write(text)
