@@ -396,10 +396,8 @@ def format_report(summary: dict, classes: Sequence[str], name: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns the exit status (0 ok, 2 bad flags or inputs)."""
-    argv = sys.argv if argv is None else argv
-    fv = flags.FlagValues()
+def _define_flags(fv: flags.FlagValues) -> None:
+    """The command's flags, on its private FlagValues."""
     flags.DEFINE_string("model_dir", None, "A --model_dir of tsn_keras.train.", flag_values=fv)
     flags.DEFINE_string("saved_model", None, "Or: an export folder (SavedModel).", flag_values=fv)
     flags.DEFINE_string(
@@ -418,6 +416,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_string("output_dir", None, "Default <model_dir>/eval.", flag_values=fv)
     flags.DEFINE_integer("max_videos", None, "Score only the first N videos.", flag_values=fv)
     flags.DEFINE_bool("progress", True, "Show a progress line.", flag_values=fv)
+
+
+def _output_dir(fv: flags.FlagValues) -> str:
+    """--output_dir, else eval/ beside the model (eval_<stem>/ for a .tflite file)."""
+    if fv.output_dir:
+        return fv.output_dir
+    elif fv.tflite:
+        stem = os.path.splitext(os.path.basename(fv.tflite))[0]
+        return os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(fv.tflite))), f"eval_{stem}"
+        )
+    elif fv.model_dir:
+        return os.path.join(fv.model_dir, "eval")
+    return os.path.join(os.path.dirname(os.path.abspath(fv.saved_model)), "eval")
+
+
+def _print_comparison(
+    scorer: Scorer, c: dict, result: dict, ref_result: dict, reference: str
+) -> None:
+    """The LiteRT file's accuracy beside its reference model's, and how far they differ."""
+    name = f"LiteRT {scorer.litert.meta.get('format', '')}".strip()
+    saved = os.path.exists(os.path.join(reference, "saved_model.pb"))
+    ref_name = "SavedModel" if saved else "Keras checkpoint"
+    rows = [(name, result["summary"]), (ref_name, ref_result["summary"])]
+    print(f"\n{metrics.format_table(rows)}")
+    print(
+        f"top-1 agreement with the {ref_name} {100 * c['top1_agreement']:.2f}%, largest "
+        f"probability difference {c['max_probability_difference']:.2e}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns the exit status (0 ok, 2 bad flags or inputs)."""
+    argv = sys.argv if argv is None else argv
+    fv = flags.FlagValues()
+    _define_flags(fv)
     try:
         if cli.parse_flags(fv, argv, __doc__) is None:
             return 0
@@ -438,17 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         beside = os.path.dirname(os.path.abspath(fv.tflite))
         if reference is None and os.path.exists(os.path.join(beside, "saved_model.pb")):
             reference = beside
-    if fv.output_dir:
-        output_dir = fv.output_dir
-    elif fv.tflite:
-        stem = os.path.splitext(os.path.basename(fv.tflite))[0]
-        output_dir = os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(fv.tflite))), f"eval_{stem}"
-        )
-    elif fv.model_dir:
-        output_dir = os.path.join(fv.model_dir, "eval")
-    else:
-        output_dir = os.path.join(os.path.dirname(os.path.abspath(fv.saved_model)), "eval")
+    output_dir = _output_dir(fv)
     args = (fv.records, fv.subset, fv.num_segments, int(fv.crops), fv.max_videos)
     try:
         scorer = load_scorer(source)
@@ -471,16 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_outputs(result, scorer.info, output_dir, fv.scores_out, settings)
     print(format_report(result["summary"], scorer.info.classes, scorer.info.modality))
     if ref_result is not None:
-        c = settings["reference"]
-        name = f"LiteRT {scorer.litert.meta.get('format', '')}".strip()
-        saved = os.path.exists(os.path.join(reference, "saved_model.pb"))
-        ref_name = "SavedModel" if saved else "Keras checkpoint"
-        rows = [(name, result["summary"]), (ref_name, ref_result["summary"])]
-        print(f"\n{metrics.format_table(rows)}")
-        print(
-            f"top-1 agreement with the {ref_name} {100 * c['top1_agreement']:.2f}%, largest "
-            f"probability difference {c['max_probability_difference']:.2e}"
-        )
+        _print_comparison(scorer, settings["reference"], result, ref_result, reference)
     print(
         f"\n{len(result['video_ids'])} videos in {result['seconds']:.1f} s "
         f"({result['videos_per_second']:.2f} videos/s, {fv.num_segments} snippets x "

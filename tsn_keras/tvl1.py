@@ -1,5 +1,8 @@
 """Batched TV-L1 optical flow written with `keras.ops`: one compiled graph for N frame pairs.
 
+(A little over 500 lines on purpose: each building block mirrors one OpenCV function that the
+solver must match step for step, and they are read together against tvl1flow.cpp.)
+
     from tsn_keras import tvl1
     flow = tvl1.tvl1_flow(first, second, "parity")   # uint8 [N, H, W] x2 -> float32 [N, H, W, 2]
 

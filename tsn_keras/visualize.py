@@ -156,6 +156,23 @@ def confusion_image(
         for i, j in zip(*np.nonzero(cm), strict=True):
             color = BLACK if norm[i, j] > 0.5 else (255, 255, 255)
             _put(image, str(cm[i, j]), left + j * cell + 2, top + i * cell + 5, 0.35, color)
+    _class_labels(image, labels, scale, left, top, cell, label_w)
+    # Axis labels.
+    w, _ = _text_size("predicted class", 0.5)
+    _put(image, "predicted class", left + (side - w) / 2, title_h, 0.5)
+    axis = _vertical_text("true class", 0.5, min(side, 200))
+    y = top + max((side - axis.shape[0]) // 2, 0)
+    image[y : y + axis.shape[0], 4 : 4 + axis.shape[1]] = axis
+    _colour_bar(image, bar_x, bar_w, top, side)
+    # The list of top confusions.
+    for k, text in enumerate(lines):
+        _put(image, text, list_x, top + k * line_h, 0.4, BLACK if k else GREY)
+    return image
+
+
+def _class_labels(image, labels, scale, left: int, top: int, cell: int, label_w: int) -> None:
+    """Class names beside the matrix rows (true) and above its columns (predicted)."""
+    width = image.shape[1]
     # Row labels (true classes), right-aligned against the matrix.
     for i, text in enumerate(labels):
         if text:
@@ -171,12 +188,10 @@ def confusion_image(
             image[top - label_w : top - 4, x0:x1] = np.minimum(
                 image[top - label_w : top - 4, x0:x1], strip[:, x0 - x : x1 - x]
             )
-    # Axis labels.
-    w, _ = _text_size("predicted class", 0.5)
-    _put(image, "predicted class", left + (side - w) / 2, title_h, 0.5)
-    axis = _vertical_text("true class", 0.5, min(side, 200))
-    y = top + max((side - axis.shape[0]) // 2, 0)
-    image[y : y + axis.shape[0], 4 : 4 + axis.shape[1]] = axis
+
+
+def _colour_bar(image, bar_x: int, bar_w: int, top: int, side: int) -> None:
+    """The 0..1 colour scale beside the matrix, with ticks."""
     # Colour bar 0..1 with ticks.
     ramp = _viridis(np.linspace(1, 0, side))[:, None]  # [side, 1, 3], 1 at the top
     image[top : top + side, bar_x : bar_x + bar_w] = np.repeat(ramp, bar_w, 1)
@@ -184,10 +199,6 @@ def confusion_image(
         y = top + int(round((1 - value) * (side - 1)))
         cv2.line(image, (bar_x + bar_w, y), (bar_x + bar_w + 4, y), BLACK, 1)
         _put(image, f"{value:.2f}", bar_x + bar_w + 6, y - 6, 0.35)
-    # The list of top confusions.
-    for k, text in enumerate(lines):
-        _put(image, text, list_x, top + k * line_h, 0.4, BLACK if k else GREY)
-    return image
 
 
 def per_class_bars(
