@@ -195,6 +195,26 @@ def load_tflite_scorer(path: str, num_threads: int | None = None) -> Scorer:
     return scorer
 
 
+def fusion_weights(scorers: Sequence[Scorer], weights: Sequence[float] | None) -> list[float]:
+    """Checks that the models share their classes; returns the fusion weights (default:
+    `fuse.DEFAULT_WEIGHTS`, RGB:flow = 1:1.5).
+
+    Raises:
+      ValueError: no model, models with other classes, or a weight count that does not match.
+    """
+    if not scorers:
+        raise ValueError("--models: at least one exported model is needed")
+    classes = scorers[0].info.classes
+    for s in scorers[1:]:
+        if s.info.classes != classes:
+            raise ValueError(f"--models: {s.source} has other classes than {scorers[0].source}")
+    if weights is None:
+        weights = fuse.DEFAULT_WEIGHTS.get(len(scorers), [1.0] * len(scorers))
+    if len(weights) != len(scorers):
+        raise ValueError(f"--weights: {len(weights)} weights for {len(scorers)} models")
+    return list(weights)
+
+
 def test_views(
     serialized: tf.Tensor, info: ModelInfo, num_segments: int = 25, crops: int = 10
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

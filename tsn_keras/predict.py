@@ -53,16 +53,8 @@ def predict_videos(
       one dict per video: {"path", "top5": [{"label", "score"}...], "streams": {name: top}}
       or {"path", "error"} when the video could not be decoded.
     """
-    if not scorers:
-        raise ValueError("--models: at least one exported model is needed")
+    weights = evaluate.fusion_weights(scorers, weights)
     classes = scorers[0].info.classes
-    for s in scorers[1:]:
-        if s.info.classes != classes:
-            raise ValueError(f"--models: {s.source} has other classes than {scorers[0].source}")
-    if weights is None:
-        weights = fuse.DEFAULT_WEIGHTS.get(len(scorers), [1.0] * len(scorers))
-    if len(weights) != len(scorers):
-        raise ValueError(f"--weights: {len(weights)} weights for {len(scorers)} models")
     if len(paths) > VIDEOS_PER_PASS:  # bound the serialized examples held at once
         return [
             r

@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras import convert, evaluate, fuse, records
+from tsn_keras import convert, evaluate, fuse
 from tsn_keras import video as video_lib
 
 WINDOWS_PER_PASS = 32  # finished windows scored per tf.data pass (each ~K JPEGs, < 1 MB)
@@ -174,24 +174,7 @@ def _window_example(
     name: str,
 ) -> dict[str, bytes]:
     """A finished window as the converter would store a video of just its frames."""
-    height, width = config.resize.output_size(*decoded_size)
-    clip = records.ClipInfo(
-        video_id=name,
-        label=0,
-        label_text="",
-        num_frames=plan.num_frames,
-        fps=fps,
-        original_height=decoded_size[0],
-        original_width=decoded_size[1],
-        height=height,
-        width=width,
-        snippet_length=config.snippet_length,
-        frame_indices=tuple(plan.starts.tolist()),
-        flow_algorithm=config.flow_algorithm if config.has_flow else "",
-        flow_bound=config.flow_bound,
-        jpeg_quality=config.jpeg_quality,
-    )
-    return {m: records.serialize_example(clip, plan.encoded(m)) for m in config.modalities}
+    return plan.examples(name, 0, "", plan.num_frames, fps, decoded_size)
 
 
 class WindowStream:
@@ -291,16 +274,8 @@ def score_timeline(
       video.DecodeError: the video cannot be read.
       ValueError: models with other classes, or a weight count that does not match.
     """
-    if not scorers:
-        raise ValueError("--models: at least one exported model is needed")
+    weights = evaluate.fusion_weights(scorers, weights)
     classes = scorers[0].info.classes
-    for s in scorers[1:]:
-        if s.info.classes != classes:
-            raise ValueError(f"--models: {s.source} has other classes than {scorers[0].source}")
-    if weights is None:
-        weights = fuse.DEFAULT_WEIGHTS.get(len(scorers), [1.0] * len(scorers))
-    if len(weights) != len(scorers):
-        raise ValueError(f"--weights: {len(weights)} weights for {len(scorers)} models")
     probs: dict[int, np.ndarray] = {}  # window start -> [models, classes]
     bounds: dict[int, int] = {}  # window start -> end frame
     # One decoding pass per conversion setting (models trained on other flow share none).

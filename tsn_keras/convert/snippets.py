@@ -280,6 +280,43 @@ class SnippetPlan:
             f"{modality}_y": [[table[j][1] for j in row] for row in rows],
         }
 
+    def examples(
+        self,
+        video_id: str,
+        label: int,
+        label_text: str,
+        num_frames: int,
+        fps: float,
+        source_size: tuple[int, int],
+    ) -> dict[str, bytes]:
+        """The serialized SequenceExample of each modality for the frames this plan saw.
+
+        Args:
+          video_id, label, label_text: the clip's identity (`records.ClipInfo`).
+          num_frames: the frames decoded.
+          fps: the source's frame rate.
+          source_size: (height, width) of the decoded frames before resizing.
+        """
+        config = self.config
+        height, width = config.resize.output_size(*source_size)
+        clip = records.ClipInfo(
+            video_id=video_id,
+            label=label,
+            label_text=label_text,
+            num_frames=num_frames,
+            fps=fps,
+            original_height=source_size[0],
+            original_width=source_size[1],
+            height=height,
+            width=width,
+            snippet_length=config.snippet_length,
+            frame_indices=tuple(self.starts.tolist()),
+            flow_algorithm=config.flow_algorithm if config.has_flow else "",
+            flow_bound=config.flow_bound,
+            jpeg_quality=config.jpeg_quality,
+        )
+        return {m: records.serialize_example(clip, self.encoded(m)) for m in config.modalities}
+
 
 class Engines:
     """Per-process resources: OpenCV flow objects (built once per worker), decoder threads."""
@@ -331,24 +368,14 @@ def convert_video(
             f"--min_decoded_fraction {config.min_decoded_fraction:g}): truncated or damaged"
         )
         return VideoResult(job, None, reason, decoded, declared_frames=declared)
-    height, width = config.resize.output_size(info.height, info.width)
-    clip = records.ClipInfo(
-        video_id=job.video_id,
-        label=job.label,
-        label_text=job.label_text,
-        num_frames=info.num_frames,
-        fps=info.fps,
-        original_height=info.height,
-        original_width=info.width,
-        height=height,
-        width=width,
-        snippet_length=config.snippet_length,
-        frame_indices=tuple(plan.starts.tolist()),
-        flow_algorithm=config.flow_algorithm if config.has_flow else "",
-        flow_bound=config.flow_bound,
-        jpeg_quality=config.jpeg_quality,
+    examples = plan.examples(
+        job.video_id,
+        job.label,
+        job.label_text,
+        info.num_frames,
+        info.fps,
+        (info.height, info.width),
     )
-    examples = {m: records.serialize_example(clip, plan.encoded(m)) for m in config.modalities}
     return VideoResult(
         job, examples, None, decoded, plan.flow_pairs, plan.fallbacks, declared_frames=declared
     )
