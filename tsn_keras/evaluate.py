@@ -64,6 +64,18 @@ class ModelInfo:
     classes: tuple[str, ...]
     conversion: dict | None = None  # the converter settings of the training records
 
+    @classmethod
+    def from_meta(cls, meta: dict) -> ModelInfo:
+        """From an export's metadata (`export.read_export_meta`, or a .tflite file's)."""
+        return cls(
+            modality=meta["modality"],
+            backbone=meta["backbone"],
+            input_size=int(meta["input_size"]),
+            snippet_length=int(meta["snippet_length"]),
+            classes=tuple(meta["classes"]),
+            conversion=meta.get("conversion"),
+        )
+
 
 class Scorer:
     """A trained TSN model as a function of raw test views.
@@ -96,14 +108,7 @@ def load_scorer(path: str) -> Scorer:
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         loaded = tf.saved_model.load(path)
         meta = export.read_export_meta(path)
-        info = ModelInfo(
-            modality=meta["modality"],
-            backbone=meta["backbone"],
-            input_size=int(meta["input_size"]),
-            snippet_length=int(meta["snippet_length"]),
-            classes=tuple(meta["classes"]),
-            conversion=meta.get("conversion"),
-        )
+        info = ModelInfo.from_meta(meta)
         serve = loaded.signatures[export.VIEWS_SIGNATURE]
 
         def run_saved(views):
@@ -177,14 +182,7 @@ def load_tflite_scorer(path: str, num_threads: int | None = None) -> Scorer:
 
     model = litert.LiteRTModel(path, num_threads)
     meta = model.meta
-    info = ModelInfo(
-        modality=meta["modality"],
-        backbone=meta["backbone"],
-        input_size=int(meta["input_size"]),
-        snippet_length=int(meta["snippet_length"]),
-        classes=tuple(meta["classes"]),
-        conversion=meta.get("conversion"),
-    )
+    info = ModelInfo.from_meta(meta)
 
     def run_tflite(views):
         # Raw 0-255 crops: the round trip through float32 (Scorer) is exact.

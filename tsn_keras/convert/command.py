@@ -48,12 +48,11 @@ def _define_flags(fv: flags.FlagValues) -> None:
     _define_input_flags(fv)
     _define_record_flags(fv)
     _define_run_flags(fv)
-    flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
 
 
 def _define_input_flags(fv: flags.FlagValues) -> None:
     """Where the videos and the split come from, where the records go."""
-    flags.DEFINE_enum("dataset", None, list(splits.DATASETS), "Dataset layout.", flag_values=fv)
+    splits.define_dataset_flags(fv)  # --dataset, --video_root, --split_dir, ... as splits has them
     flags.DEFINE_enum(
         "runner",
         None,
@@ -67,19 +66,6 @@ def _define_input_flags(fv: flags.FlagValues) -> None:
         None,
         "With --runner: where workers read the videos (gs://...).",
         flag_values=fv,
-    )
-    flags.DEFINE_bool(
-        "require_all",
-        False,
-        "Stop if a listed video is not on disk (kinetics, ssv2 skip those).",
-        flag_values=fv,
-    )
-    flags.DEFINE_string("video_root", None, "Folder holding the videos.", flag_values=fv)
-    flags.DEFINE_string("split_dir", None, "Split files folder (ucf101/hmdb51).", flag_values=fv)
-    flags.DEFINE_integer("split", 1, "Split number (1-3 for UCF101 / HMDB51).", flag_values=fv)
-    flags.DEFINE_string("csv", None, "CSV file for --dataset csv.", flag_values=fv)
-    flags.DEFINE_float(
-        "test_fraction", 0.3, "folder/csv: hash-decided test fraction.", flag_values=fv
     )
     flags.DEFINE_string(
         "out", None, "Output folder; default tfrecords/<dataset>_split<N>.", flag_values=fv
@@ -206,15 +192,7 @@ def _run(
     fv: flags.FlagValues, config: ConvertConfig, beam_args: list[str], out: str
 ) -> ConvertReport:
     """Reads the split and converts it, locally or with --runner (errors: see `main`)."""
-    split = splits.load_split(
-        fv.dataset,
-        fv.video_root,
-        split_dir=fv.split_dir,
-        split=fv.split,
-        csv_path=fv.csv,
-        test_fraction=fv.test_fraction,
-        require_all=fv.require_all,
-    )
+    split = splits.split_from_flags(fv, require_all=fv.require_all)
     pairs = {"train": split.train, "test": split.test}
     subsets = {
         s: jobs_from_pairs(pairs[s], split.classes, split.video_root)

@@ -71,7 +71,12 @@ exit status 0 when all is well, 1 when videos are missing (kinetics, ssv2: only 
 # SSv2), `load` (`load_split`), `command` (`format_split_summary`, `main`; run by `__main__`).
 # Imports go one way: common <- readers <- load <- command <- this package.
 
-from tsn_keras.splits.command import format_split_summary, main
+from tsn_keras.splits.command import (
+    define_dataset_flags,
+    format_split_summary,
+    main,
+    split_from_flags,
+)
 from tsn_keras.splits.common import (
     DATASETS,
     DEFAULT_SPLIT_DIRS,
@@ -95,9 +100,11 @@ __all__ = [
     "UCF101_SPLIT_DIR",
     "VIDEO_EXTENSIONS",
     "Split",
+    "define_dataset_flags",
     "format_split_summary",
     "load_split",
     "main",
+    "split_from_flags",
     "ssv2_class_name",
     "video_id",
 ]

@@ -82,9 +82,8 @@ def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | 
     return "\n".join(lines)
 
 
-def _flag_values() -> flags.FlagValues:
-    """The command's flags, on a private FlagValues (see `main`)."""
-    fv = flags.FlagValues()
+def define_dataset_flags(fv: flags.FlagValues) -> None:
+    """The flags that name a dataset and its split: this command's and the converter's."""
     flags.DEFINE_enum("dataset", None, list(DATASETS), "Split file layout.", flag_values=fv)
     flags.DEFINE_string("video_root", None, "Folder that holds the videos.", flag_values=fv)
     flags.DEFINE_string(
@@ -102,6 +101,33 @@ def _flag_values() -> flags.FlagValues:
     flags.DEFINE_bool(
         "require_all", False, "A listed video that is not on disk is an error.", flag_values=fv
     )
+    flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
+
+
+def split_from_flags(fv: flags.FlagValues, require_all: bool = False) -> Split:
+    """`load_split` with the values of `define_dataset_flags`' flags.
+
+    Raises:
+      flags.Error: --dataset csv without --csv.
+      ValueError: a bad split file (file:line) or, with require_all, videos not on disk.
+    """
+    if fv.dataset == "csv" and fv.csv is None:
+        raise flags.Error("--csv is required with --dataset csv; pass the CSV file")
+    return load_split(
+        fv.dataset,
+        fv.video_root,
+        split_dir=fv.split_dir,
+        split=fv.split,
+        csv_path=fv.csv,
+        test_fraction=fv.test_fraction,
+        require_all=require_all,
+    )
+
+
+def _flag_values() -> flags.FlagValues:
+    """The command's flags, on a private FlagValues (see `main`)."""
+    fv = flags.FlagValues()
+    define_dataset_flags(fv)
     flags.DEFINE_bool(
         "list_all", False, "Name every video not found (default: the first 20).", flag_values=fv
     )
@@ -112,7 +138,6 @@ def _flag_values() -> flags.FlagValues:
         "(for tsn_keras.predict).",
         flag_values=fv,
     )
-    flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
     return fv
 
 
@@ -135,19 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if cli.parse_flags(fv, argv, usage) is None:
             return 0
-        if fv.dataset == "csv" and fv.csv is None:
-            raise flags.Error("--csv is required with --dataset csv; pass the CSV file")
+        split = split_from_flags(fv)  # --require_all: summarised below, exit 1
     except flags.Error as e:
         return cli.usage_error(e)
-    try:
-        split = load_split(
-            fv.dataset,
-            fv.video_root,
-            split_dir=fv.split_dir,
-            split=fv.split,
-            csv_path=fv.csv,
-            test_fraction=fv.test_fraction,
-        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
