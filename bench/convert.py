@@ -170,6 +170,18 @@ def _run_one(spec: dict) -> dict:
     }
 
 
+def _run_in_child(spec: dict, env: dict, name: str) -> dict | None:
+    """One row's conversion in a fresh process (`--one`), into an emptied output folder (else
+    the converter would resume); its JSON result, or None after printing why it failed."""
+    shutil.rmtree(spec["out"], ignore_errors=True)
+    cmd = [sys.executable, os.path.abspath(__file__), f"--one={json.dumps(spec)}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        print(f"{name}: failed\n{done.stderr[-3000:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv):
     del argv
     if _ONE.value:
@@ -209,13 +221,9 @@ def main(argv):
             # RGB-only rows are fast: more videos so that starting the pool does not dominate
             "repeat": _RGB_REPEAT.value if modalities == ["rgb"] else 1,
         }
-        shutil.rmtree(spec["out"], ignore_errors=True)  # else the converter would resume
-        cmd = [sys.executable, os.path.abspath(__file__), f"--one={json.dumps(spec)}"]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            print(f"{name}: failed\n{done.stderr[-3000:]}")
+        r = _run_in_child(spec, env, name)
+        if r is None:
             continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
         fps = r["frames"] / r["seconds"]
         pps = r["flow_pairs"] / r["seconds"]
         rate = fps if not r["flow_pairs"] else pps
@@ -274,13 +282,9 @@ def _beam_rows(work: str, paths: list[str], env: dict) -> None:
             "runner": runner,
             "pipeline_args": args,
         }
-        shutil.rmtree(spec["out"], ignore_errors=True)
-        cmd = [sys.executable, os.path.abspath(__file__), f"--one={json.dumps(spec)}"]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            print(f"{name}: failed\n{done.stderr[-3000:]}")
+        r = _run_in_child(spec, env, name)
+        if r is None:
             continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
         rate = r["videos"] / r["seconds"]
         ratio = ""
         if runner is None:

@@ -117,18 +117,17 @@ def _check(backend, configs, tmp_path, atol, keras_file=True):
             )
 
 
-TINY = {
-    f"tiny_rgb_{c.replace(':', '')}": TSNConfig(
-        num_classes=5,
-        modality="rgb",
-        backbone="tiny",
-        input_size=32,
-        num_segments=3,
-        consensus=c,
-        dropout=0.5,
-    )  # fmt: skip
-    for c in CONSENSUS
-}
+def _one_per_consensus(prefix: str, **config) -> dict[str, TSNConfig]:
+    """{prefix_<consensus>: an RGB TSNConfig with that consensus} for every CONSENSUS."""
+    return {
+        f"{prefix}_{c.replace(':', '')}": TSNConfig(
+            modality="rgb", consensus=c, dropout=0.5, **config
+        )
+        for c in CONSENSUS
+    }
+
+
+TINY = _one_per_consensus("tiny_rgb", num_classes=5, backbone="tiny", input_size=32, num_segments=3)
 TINY["tiny_rgbdiff_avg"] = TSNConfig(
     num_classes=5, modality="rgbdiff", backbone="tiny", input_size=32, num_segments=3,
     snippet_length=2, dropout=0.5,
@@ -160,16 +159,7 @@ def test_tiny_tsn_same_outputs_on_other_backends(backend, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_bn_inception_tsn_same_outputs_on_other_backends(backend, tmp_path):
-    configs = {
-        f"bn_inception_{c.replace(':', '')}": TSNConfig(
-            num_classes=7,
-            modality="rgb",
-            backbone="bn_inception",
-            input_size=224,
-            num_segments=2,
-            consensus=c,
-            dropout=0.5,
-        )  # fmt: skip
-        for c in CONSENSUS
-    }
+    configs = _one_per_consensus(
+        "bn_inception", num_classes=7, backbone="bn_inception", input_size=224, num_segments=2
+    )
     _check(backend, configs, tmp_path, atol=1e-4, keras_file=False)

@@ -74,8 +74,9 @@ def test_weight_decay_only_on_kernels(modality):
 
 
 def test_weight_decay_pulls_kernels_when_the_gradient_is_zero():
-    """With clips that give no gradient signal, one step is pure L2: w <- w - lr * wd * w."""
-    config, model, fns, _ = _setup(weight_decay=0.5, momentum=0.0)
+    """With a zero loss gradient, TSN's rule leaves only the L2 term: g = wd * w on kernels,
+    nothing on biases."""
+    _, model, fns, _ = _setup(weight_decay=0.5, momentum=0.0)
     kernel = model.get_layer("classifier").kernel
     bias = model.get_layer("classifier").bias
     w0, b0 = kernel.numpy().copy(), bias.numpy().copy()
