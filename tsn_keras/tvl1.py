@@ -23,15 +23,16 @@ the measured agreement):
 * Stopping: OpenCV ends a warp when the summed squared change of the flow falls under
   epsilon^2 * pixels. A compiled graph cannot change its loop count per input, so the count is
   fixed (`outer_iterations` x `inner_iterations`) and each pair whose change fell under the
-  threshold is frozen (a `where`, per pair) for the rest of that warp: within the budget a pair
-  gets exactly OpenCV's iterations, and no pair depends on the others in its batch.
+  threshold is frozen (its updates multiplied by 0, per pair) for the rest of that warp: within
+  the budget a pair gets exactly OpenCV's iterations, and no pair depends on the others in its
+  batch.
 
 The dual variables restart from zero at each level (as in OpenCV). Flow sign convention: that of
 `tsn_keras.flow` (content moving right gives dx > 0).
 
 Backends: only `keras.ops` inside the solver. On TensorFlow the graph is compiled with
-`tf.function(jit_compile=True)` (XLA) where a GPU is visible and as a plain `tf.function` graph
-on CPUs (faster there: `default_jit`), on JAX with `jax.jit`; other backends run it eagerly.
+`tf.function(jit_compile=True)` (XLA, on CPUs too: `compiled_solver`), on JAX with `jax.jit`;
+other backends run it eagerly.
 One compiled function per (settings, batch size, frame size); callers that batch many pairs
 pad batches to a few sizes (`bucket_size`) so that recompiles stay rare.
 """
@@ -39,6 +40,8 @@ pad batches to a few sizes (`bucket_size`) so that recompiles stay rare.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -92,16 +95,15 @@ class TVL1Settings:
 
 
 # `parity`: OpenCV's defaults with a budget of 1 x 30 steps per warp (OpenCV allows 10 x 30 but
-# a warp of a real 340x256 pair stops after ~10-35 steps: bench/flow.py prints the counts); with
+# a warp of a real 340x256 pair stops after ~20-25 steps: bench/flow.py prints the counts); with
 # epsilon's freeze a pair that converges within the budget gets exactly OpenCV's iterations.
-# `fast`: the fastest point of bench/flow.py --sweep whose EPE against OpenCV stayed under the
-# issue's 0.5 px on real 340x256 pairs (0.49 px; docs/flow_tvl1.md has the curve): 4 levels,
-# one warp of 10 steps each, no stopping test.
+# `fast`: the point of bench/flow.py --sweep with the lowest EPE against OpenCV whose speed kept
+# a margin over the issue's 5x OpenCV (8.4x at EPE 0.25 px on real 340x256 pairs; the curve is
+# in docs/flow_tvl1.md): 5 levels, 2 warps of 15 steps each, no stopping test.
 PRESETS = {
     "parity": TVL1Settings(outer_iterations=1, inner_iterations=30),
-    "fast": TVL1Settings(num_scales=4, warps=1, outer_iterations=1, inner_iterations=10,
-                         epsilon=0.0),
-}  # fmt: skip
+    "fast": TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0.0),
+}
 
 
 def settings_for(preset: str, **overrides) -> TVL1Settings:
@@ -199,19 +201,108 @@ def divergence(px, py):
     return dx + dy
 
 
-def median_filter(x, size: int):
-    """size x size median of [N, H, W] (edge pixels repeated), as cv2.medianBlur on float."""
+def _batcher_pairs(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort on n wires: comparators (i, j), i < j, min to i.
+
+    Built for the next power of two; the comparators that touch the extra wires are dropped
+    (those wires would hold +inf, so the comparators never swap).
+    """
+    size = 1 << max(n - 1, 0).bit_length()
+    pairs, p = [], 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return [(i, j) for i, j in pairs if j < n]
+
+
+def _keep_live(pairs, outputs) -> list[tuple[int, int, bool, bool]]:
+    """Drops what no wire in `outputs` depends on: (i, j, want_min, want_max) per comparator."""
+    live, kept = set(outputs), []
+    for i, j in reversed(pairs):
+        want_min, want_max = i in live, j in live
+        if want_min or want_max:
+            kept.append((i, j, want_min, want_max))
+            live |= {i, j}
+    return kept[::-1]
+
+
+@functools.cache
+def median_network(size: int):
+    """The comparator plan of a size x size median; see `median_filter`.
+
+    Returns (column_sort, row_sorts, candidates, final, output): `column_sort` sorts the `size`
+    values of a column; `row_sorts[k]` sorts rank k of the columns across the window, kept
+    only for the ranks `candidates` needs; `candidates` lists the (row rank, column rank) cells
+    that can still be the median once rows and columns are sorted; `final` selects the median
+    among them into wire `output`.
+    """
+    half = size * size // 2  # the median is the (half + 1)-th smallest, 0-based `half`
+    # In a matrix sorted along rows and columns, cell (k, m) has (k+1)(m+1) cells <= it and
+    # (size-k)(size-m) cells >= it: only cells where both counts are <= half + 1 can be the
+    # median, and the `below` cells with more than half + 1 cells above them are under it.
+    cells = [(k, m) for k in range(size) for m in range(size)]
+    candidates = [c for c in cells if (c[0] + 1) * (c[1] + 1) <= half + 1
+                  and (size - c[0]) * (size - c[1]) <= half + 1]  # fmt: skip
+    below = sum((size - k) * (size - m) > half + 1 for k, m in cells)
+    output = half - below
+    # Every sorted-rows-and-columns 0/1 matrix: row k holds zeros[k] zeros, non-increasing in k.
+    # A comparator network selects right on all inputs iff it does on these (0-1 principle),
+    # so a comparator that never swaps on them never swaps at all and is dropped.
+    shapes = [sorted(z, reverse=True)
+              for z in itertools.combinations_with_replacement(range(size + 1), size)]  # fmt: skip
+    pairs = _batcher_pairs(len(candidates))
+    swaps = set()
+    for zeros in shapes:
+        wires = [int(m >= zeros[k]) for k, m in candidates]
+        for index, (i, j) in enumerate(pairs):
+            if wires[i] > wires[j]:
+                wires[i], wires[j] = wires[j], wires[i]
+                swaps.add(index)
+    final = _keep_live([p for index, p in enumerate(pairs) if index in swaps], [output])
+    sort = _batcher_pairs(size)
+    ranks = sorted({k for k, _ in candidates})
+    row_sorts = {k: _keep_live(sort, [m for r, m in candidates if r == k]) for k in ranks}
+    return _keep_live(sort, range(size)), row_sorts, candidates, final, output
+
+
+def _compare(wires: list, plan) -> list:
+    """Runs a comparator plan of `_keep_live` on a list of tensors (min / max, elementwise)."""
     ops = _ops()
+    wires = list(wires)
+    for i, j, want_min, want_max in plan:
+        a, b = wires[i], wires[j]
+        if want_min:
+            wires[i] = ops.minimum(a, b)
+        if want_max:
+            wires[j] = ops.maximum(a, b)
+    return wires
+
+
+def median_filter(x, size: int):
+    """size x size median of [N, H, W] (edge pixels repeated), as cv2.medianBlur on float.
+
+    A selection network of min / max (132 of them for 5x5; sorting the 25 values costs far
+    more and XLA does not fuse a sort): sort each column of the window, shared by the windows
+    that contain it; sort each rank of those columns across the window; then only 13 cells can
+    still be the median, and a pruned Batcher network picks it (`median_network`). Exact, like
+    a sort: min and max do not round.
+    """
     if size == 1:
         return x
+    column_sort, row_sorts, candidates, final, output = median_network(size)
     r = size // 2
     h, w = x.shape[1], x.shape[2]
-    p = pad_edge(x, r)
-    cols = ops.stack([p[:, :, j : j + w] for j in range(size)], axis=-1)  # [N, H+2r, W, size]
-    window = ops.concatenate(
-        [cols[:, i : i + h] for i in range(size)], axis=-1
-    )  # [N, H, W, size^2]
-    return ops.sort(window, axis=-1)[..., size * size // 2]  # [N, H, W]
+    p = pad_edge(x, r)  # [N, H+2r, W+2r]
+    columns = _compare([p[:, i : i + h] for i in range(size)], column_sort)  # by rank, W+2r wide
+    rows = {k: _compare([columns[k][:, :, j : j + w] for j in range(size)], plan)
+            for k, plan in row_sorts.items()}  # fmt: skip
+    return _compare([rows[k][m] for k, m in candidates], final)[output]
 
 
 def _cubic_weights(t):
@@ -277,36 +368,36 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
 
     def inner_step(state, i1wx, i1wy, grad, rho_c):
         u1, u2, p11, p12, p21, p22, active, steps = state
-        # thresholding (estimateV)
+        # A frozen pair (active 0) gets 0 x every update: it keeps u and p exactly, and x 1
+        # changes no bit. (Per-pair factors, not a `where` on the results: XLA then fuses the
+        # step once instead of recomputing it for each select.)
+        a = ops.cast(active, "float32")[:, None, None]
         rho = rho_c + i1wx * u1 + i1wy * u2
         lo = rho < -l_t * grad
         hi = rho > l_t * grad
         fi = -rho / ops.where(grad > 1.1920929e-07, grad, 1.0)
         fi = ops.where(grad > 1.1920929e-07, fi, 0.0)
-        d = ops.where(lo, l_t, ops.where(hi, -l_t, fi))
+        d = ops.where(lo, l_t, ops.where(hi, -l_t, fi)) * a
         v1 = u1 + d * i1wx
         v2 = u2 + d * i1wy
         # primal update (estimateU)
-        n1 = v1 + theta * divergence(p11, p12)
-        n2 = v2 + theta * divergence(p21, p22)
+        n1 = v1 + (theta * a) * divergence(p11, p12)
+        n2 = v2 + (theta * a) * divergence(p21, p22)
         # dual update (estimateDualVariables) on the new flow's forward gradient
+        t = taut * a
         u1x, u1y = forward_gradient(n1)
         u2x, u2y = forward_gradient(n2)
-        ng1 = 1.0 + taut * ops.sqrt(u1x * u1x + u1y * u1y)
-        ng2 = 1.0 + taut * ops.sqrt(u2x * u2x + u2y * u2y)
-        q11 = (p11 + taut * u1x) / ng1
-        q12 = (p12 + taut * u1y) / ng1
-        q21 = (p21 + taut * u2x) / ng2
-        q22 = (p22 + taut * u2y) / ng2
-        if not use_stop:
-            return (n1, n2, q11, q12, q21, q22, active, steps + 1.0)
-        a = active[:, None, None]
-        error = ops.sum((n1 - u1) ** 2 + (n2 - u2) ** 2, axis=(1, 2))  # [N]
-        new = [ops.where(a, x, y) for x, y in
-               ((n1, u1), (n2, u2), (q11, p11), (q12, p12), (q21, p21), (q22, p22))]  # fmt: skip
+        ng1 = 1.0 + t * ops.sqrt(u1x * u1x + u1y * u1y)
+        ng2 = 1.0 + t * ops.sqrt(u2x * u2x + u2y * u2y)
+        q11 = (p11 + t * u1x) / ng1
+        q12 = (p12 + t * u1y) / ng1
+        q21 = (p21 + t * u2x) / ng2
+        q22 = (p22 + t * u2y) / ng2
         steps = steps + ops.cast(active, "float32")
-        active = active & (error > stop)
-        return (*new, active, steps)
+        if use_stop:
+            error = ops.sum((n1 - u1) ** 2 + (n2 - u2) ** 2, axis=(1, 2))  # [N]
+            active = active & (error > stop)
+        return (n1, n2, q11, q12, q21, q22, active, steps)
 
     def warp(_, state):
         u1, u2, p11, p12, p21, p22, steps = state
@@ -369,36 +460,6 @@ def solve(first, second, settings: TVL1Settings):
 _COMPILED: dict = {}
 
 
-def limit_threads(threads: int) -> None:
-    """Caps TensorFlow's CPU thread pools (converter workers: the workers fill the cores).
-
-    Call before the first solver call; other backends keep their defaults.
-    """
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # already initialised in this process: keep its pools
-            pass
-
-
-def default_jit() -> bool:
-    """XLA where an accelerator is visible; on a CPU the plain TensorFlow graph, which ran the
-    solver as fast as XLA or up to 2x faster and was built 3-10x sooner on a 2-core machine
-    (docs/flow_tvl1.md)."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return True
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
 def _without_arithmetic_optimizer(graph):
     """Calls `graph` with Grappler's arithmetic optimizer off, restoring the setting after.
 
@@ -422,15 +483,18 @@ def _without_arithmetic_optimizer(graph):
     return call
 
 
-def compiled_solver(settings: TVL1Settings, jit: bool | None = None):
+def compiled_solver(settings: TVL1Settings, jit: bool = True):
     """`solve` compiled for the current Keras backend (one function per settings; it retraces
-    per input shape). TensorFlow: tf.function(jit_compile=jit), jit None = `default_jit()`;
-    JAX: jax.jit; other backends: eager."""
+    per input shape). TensorFlow: tf.function(jit_compile=jit); JAX: jax.jit; other backends:
+    eager.
+
+    XLA (`jit`, the default on every device) fuses each primal-dual step and the median network
+    into a few passes: on a 2-core CPU 2.5-5x faster than the plain TensorFlow graph
+    (`jit=False`, kept for comparison), and it builds sooner (docs/flow_tvl1.md).
+    """
     import keras
 
     backend = keras.backend.backend()
-    if jit is None:
-        jit = default_jit()
     key = (settings, backend, jit)
     if key in _COMPILED:
         return _COMPILED[key]
@@ -497,7 +561,7 @@ def tvl1_flow(
     second,
     settings: TVL1Settings | str = "parity",
     batch_size: int = 32,
-    jit: bool | None = None,
+    jit: bool = True,
 ) -> np.ndarray:
     """TV-L1 flow of each pair first[i] -> second[i].
 
@@ -507,7 +571,7 @@ def tvl1_flow(
       settings: a TVL1Settings or a preset name ("parity", "fast").
       batch_size: pairs per compiled call; the last call is padded to `bucket_size` (so one
         frame size compiles at most a few times).
-      jit: XLA on TensorFlow (False: plain tf.function; None: `default_jit()`).
+      jit: XLA on TensorFlow (False: a plain tf.function graph).
 
     Returns:
       float32 [N, H, W, 2] (dx, dy), OpenCV's sign convention.

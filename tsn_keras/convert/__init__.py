@@ -15,8 +15,10 @@
   JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
   writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
   one thread (the workers fill the cores); `workers=1` converts in the calling process with
-  OpenCV's default threads. Exception: `--flow tvl1_tensor`'s solver is Keras code, which each
-  worker imports and runs on one thread (docs/flow_tvl1.md). The parent watches its workers
+  OpenCV's default threads. `--flow tvl1_tensor`'s solver is Keras code: the workers only queue
+  its pairs, and the parent solves them in batches shared by consecutive videos
+  (`flow_batches`), so one process owns the solver and the GPU where there is one
+  (docs/flow_tvl1.md). The parent watches its workers
   (`_WorkerPool`): a worker that dies (kill -9, the out-of-memory killer) has its video retried
   once in a fresh worker, then listed as a failure ("worker died (signal 9) while converting
   <path>"); the run goes on.
@@ -38,10 +40,12 @@
 * A video that cannot be decoded is skipped; its path and reason go to `<out>/failures.txt` and
   the manifest. The manifest (`records.MANIFEST_NAME`) is rebuilt from all sidecars at the end.
 
-Layout (imports go one way: snippets <- workers <- shards <- command <- this package; `progress`
-is used by workers and shards):
-  snippets  ConvertConfig, VideoJob, VideoResult, SnippetPlan, Engines, `convert_video`: one
-            video, the workers' code (never imports TensorFlow).
+Layout (imports go one way: snippets <- flow_batches <- workers <- shards <- command <- this
+package; `progress` is used by workers and shards):
+  snippets  ConvertConfig, VideoJob, VideoResult, PendingFlow, SnippetPlan, Engines,
+            `convert_video`, `finish_video`: one video, the workers' code (never imports
+            TensorFlow).
+  flow_batches  the parent's batched tvl1_tensor solver calls across videos.
   progress  the parent's progress line and warnings on stderr.
   workers   the kill test hook, `_worker_main`, `_WorkerPool`, `video_results`.
   shards    shard planning, sidecars, the resume rule, `convert`, shard and manifest writing,
@@ -74,11 +78,13 @@ from tsn_keras.convert.shards import (
 from tsn_keras.convert.snippets import (
     ConvertConfig,
     Engines,
+    PendingFlow,
     SnippetPlan,
     VideoJob,
     VideoResult,
     convert_video,
     digest,
+    finish_video,
     is_short,
     shortfall_text,
 )
@@ -96,6 +102,7 @@ __all__ = [
     "ConvertConfig",
     "ConvertReport",
     "Engines",
+    "PendingFlow",
     "Progress",
     "Shard",
     "SnippetPlan",
@@ -106,6 +113,7 @@ __all__ = [
     "convert",
     "convert_video",
     "digest",
+    "finish_video",
     "is_short",
     "jobs_from_pairs",
     "main",

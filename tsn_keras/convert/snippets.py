@@ -250,13 +250,17 @@ class SnippetPlan:
             else:
                 self.pending.append(("warped_flow", j, first, second if warped is None else warped))
 
-    def finish(self) -> None:
-        """Computes and encodes the queued flow fields in one batched solver call."""
-        if not self.pending:
+    def pending_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The queued flow pairs (tvl1_tensor): (firsts, seconds), uint8 [P, H, W] each."""
+        return (np.stack([p[2] for p in self.pending]), np.stack([p[3] for p in self.pending]))
+
+    def finish(self, flows: np.ndarray | None = None) -> None:
+        """Encodes the queued flow fields (tvl1_tensor), solving them in one batched call
+        unless `flows` [P, H, W, 2] of `pending_pairs` come from elsewhere (`flow_batches`)."""
+        if not self.pending and not self.fallback_fields:
             return
-        firsts = np.stack([p[2] for p in self.pending])  # [P, H, W]
-        seconds = np.stack([p[3] for p in self.pending])  # [P, H, W]
-        flows = self.engines.flow.batch(firsts, seconds)  # [P, H, W, 2]
+        if flows is None:
+            flows = self.engines.flow.batch(*self.pending_pairs())  # [P, H, W, 2]
         bound, q = self.config.flow_bound, self.config.jpeg_quality
         for (modality, j, _, _), f in zip(self.pending, flows, strict=True):
             x, y = flow_lib.encode_flow(f, bound)
@@ -332,20 +336,37 @@ class Engines:
             self.warped = flow_lib.WarpedFlow(self.flow, config.warp)
 
 
+@dataclass
+class PendingFlow:
+    """A decoded video whose flow pairs wait for the batched solver (--flow tvl1_tensor).
+
+    `convert_video(..., solve_flow=False)` returns it instead of a VideoResult, without its
+    engines, so a worker can send it to the process that owns the solver: `flow_batches` runs
+    the pairs of consecutive videos through the solver together, and `finish_video` then
+    encodes the flow and builds the examples.
+    """
+
+    job: VideoJob
+    info: video_lib.VideoInfo
+    plan: SnippetPlan
+
+
 def convert_video(
-    job: VideoJob, config: ConvertConfig, engines: Engines | None = None
-) -> VideoResult:
+    job: VideoJob, config: ConvertConfig, engines: Engines | None = None, solve_flow: bool = True
+) -> VideoResult | PendingFlow:
     """Decodes one video and builds its serialized examples, one per modality.
 
     Args:
       job: the video.
       config: what to store.
       engines: reuse flow objects across videos (built from config when None).
+      solve_flow: False: a video with batched flow pairs (tvl1_tensor) comes back as a
+        PendingFlow, its pairs unsolved (`flow_batches`); True: they are solved here.
 
     Returns:
       VideoResult: examples {modality: bytes} for `config.modalities`, or examples None and the
       reason (DecodeError / OpenCV error / fewer decoded frames than
-      `config.min_decoded_fraction` of the declared count).
+      `config.min_decoded_fraction` of the declared count); or a PendingFlow (`solve_flow`).
     """
     engines = engines or Engines(config)
     try:
@@ -356,7 +377,6 @@ def convert_video(
             config.decode_mode,
             engines.decode_threads,
         )
-        plan.finish()  # batched flow (tvl1_tensor): the video's pairs in one solver call
     except video_lib.DecodeError as e:
         return VideoResult(job, None, e.reason)
     except cv2.error as e:
@@ -368,6 +388,18 @@ def convert_video(
             f"--min_decoded_fraction {config.min_decoded_fraction:g}): truncated or damaged"
         )
         return VideoResult(job, None, reason, decoded, declared_frames=declared)
+    if plan.pending and not solve_flow:
+        plan.engines = None  # OpenCV objects do not travel between processes
+        return PendingFlow(job, info, plan)
+    return finish_video(job, info, plan)
+
+
+def finish_video(
+    job: VideoJob, info: video_lib.VideoInfo, plan: SnippetPlan, flows: np.ndarray | None = None
+) -> VideoResult:
+    """The VideoResult of a decoded video: its queued flow encoded (`SnippetPlan.finish`: solved
+    here, or `flows` of its pending pairs solved elsewhere), its examples built."""
+    plan.finish(flows)
     examples = plan.examples(
         job.video_id,
         job.label,
@@ -377,5 +409,11 @@ def convert_video(
         (info.height, info.width),
     )
     return VideoResult(
-        job, examples, None, decoded, plan.flow_pairs, plan.fallbacks, declared_frames=declared
+        job,
+        examples,
+        None,
+        info.num_frames,
+        plan.flow_pairs,
+        plan.fallbacks,
+        declared_frames=info.declared_frames,
     )

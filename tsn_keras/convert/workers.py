@@ -21,8 +21,16 @@ from collections.abc import Iterator, Sequence
 
 import cv2
 
+from tsn_keras.convert.flow_batches import flow_batches
 from tsn_keras.convert.progress import warn
-from tsn_keras.convert.snippets import ConvertConfig, Engines, VideoJob, VideoResult, convert_video
+from tsn_keras.convert.snippets import (
+    ConvertConfig,
+    Engines,
+    PendingFlow,
+    VideoJob,
+    VideoResult,
+    convert_video,
+)
 
 # Test-only hook (tests/test_convert.py), read only in worker processes, never in the calling
 # process: "<video path>" makes the worker SIGKILL itself when it starts on that video, as the
@@ -49,10 +57,6 @@ def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
     """A worker process: receives jobs on `conn`, sends back ("ok", result) or ("error", text)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
     cv2.setNumThreads(threads)
-    if config.has_flow and config.flow_algorithm == "tvl1_tensor":
-        from tsn_keras import tvl1
-
-        tvl1.limit_threads(threads)  # the workers already fill the cores
     engines = Engines(config, decode_threads=threads)
     while True:
         try:
@@ -63,7 +67,8 @@ def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
             return
         _test_kill_hook(job.path)
         try:
-            message = ("ok", convert_video(job, config, engines))
+            # tvl1_tensor's pairs go back unsolved: the parent owns the solver (flow_batches)
+            message = ("ok", convert_video(job, config, engines, solve_flow=False))
         except Exception:  # a bug, not a bad video: the parent stops the run with this text
             message = ("error", traceback.format_exc())
         try:
@@ -75,15 +80,16 @@ def _worker_main(conn, config: ConvertConfig, threads: int) -> None:
 def video_results(
     jobs: Sequence[VideoJob], config: ConvertConfig, workers: int
 ) -> Iterator[VideoResult]:
-    """Converted videos in job order (in-process with one worker, else `_WorkerPool`)."""
+    """Converted videos in job order (in-process with one worker, else `_WorkerPool`), their
+    tvl1_tensor flow pairs solved in this process, batched across videos (`flow_batches`)."""
     if workers <= 1:
         engines = Engines(config)
-        for job in jobs:
-            yield convert_video(job, config, engines)
+        pending = (convert_video(job, config, engines, solve_flow=False) for job in jobs)
+        yield from flow_batches(pending, config)
         return
     pool = _WorkerPool(config, workers)
     try:
-        yield from pool.run(jobs)
+        yield from flow_batches(pool.run(jobs), config)
     finally:
         pool.close()  # also on an error or Ctrl-C in the caller (generator close)
 
@@ -139,7 +145,7 @@ class _WorkerPool:
         except (EOFError, OSError):  # died while sending
             return None
 
-    def run(self, jobs: Sequence[VideoJob]) -> Iterator[VideoResult]:
+    def run(self, jobs: Sequence[VideoJob]) -> Iterator[VideoResult | PendingFlow]:
         """Yields the results in job order.
 
         Each worker holds up to PREFETCH jobs (the next waits in its pipe, so the worker never
@@ -151,7 +157,7 @@ class _WorkerPool:
         window = 4 * len(self.procs)
         todo = list(range(len(jobs)))[::-1]  # job indices, next last
         deaths = [0] * len(jobs)
-        done: dict[int, VideoResult] = {}
+        done: dict[int, VideoResult | PendingFlow] = {}
         held = [collections.deque() for _ in self.procs]  # per slot: job indices unanswered
         following = 0  # the next job index to yield
         while following < len(jobs):
