@@ -194,6 +194,10 @@ def main(argv):
     tvl1["num_snippets"] = _TVL1_SNIPPETS.value
     if rows:
         rows.append((f"RGB + flow TV-L1 ({_TVL1_SNIPPETS.value} snippets)", tvl1, 1))
+        for preset in ("fast", "parity"):  # the same videos and snippets as OpenCV's row
+            tensor = dict(tvl1, flow_algorithm="tvl1_tensor", flow_preset=preset)
+            name = f"RGB + flow tvl1_tensor {preset} ({_TVL1_SNIPPETS.value})"
+            rows.append((name, tensor, 1))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     header = (
         f"{'configuration':34s} {'workers':>7s} {'videos':>6s} {'seconds':>8s} "

@@ -96,11 +96,40 @@ def test_resize_matches_opencv_linear():
     np.testing.assert_allclose(np.asarray(up)[0], want_up, atol=2e-3)
 
 
-def test_median_matches_opencv_median_blur():
-    x = np.random.default_rng(4).normal(size=(2, 23, 31)).astype(np.float32)
-    got = np.asarray(tvl1.median_filter(x, 5))
-    for i in range(2):
-        np.testing.assert_array_equal(got[i], cv2.medianBlur(x[i], 5))  # exact: an order statistic
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_matches_opencv_median_blur(size):
+    """The selection network is the exact median: on smooth values, on values with many ties
+    (5 levels), and on frames smaller than the window."""
+    rng = np.random.default_rng(4)
+    for x in (
+        rng.normal(size=(2, 23, 31)).astype(np.float32),
+        rng.integers(0, 5, size=(2, 23, 31)).astype(np.float32),
+        rng.normal(size=(1, 3, 4)).astype(np.float32),
+    ):
+        got = np.asarray(tvl1.median_filter(x, size))
+        for i in range(len(x)):
+            np.testing.assert_array_equal(got[i], cv2.medianBlur(x[i], size))  # bit for bit
+    got = tf.function(lambda t: tvl1.median_filter(t, size), jit_compile=True)(x)  # fused
+    np.testing.assert_array_equal(np.asarray(got)[0], cv2.medianBlur(x[0], size))
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_network_selects_the_median_of_every_sorted_window(size):
+    """The 0-1 principle, checked exhaustively: after the column and rank sorts every window is
+    sorted along rows and columns, and the pruned network must pick the median of each such
+    0/1 window (then it does for all values; the test above runs the whole plan)."""
+    import itertools
+
+    column_sort, row_sorts, candidates, final, output = tvl1.median_network(size)
+    half = size * size // 2
+    for zeros in itertools.combinations_with_replacement(range(size + 1), size):
+        window = np.array([[int(m >= z) for m in range(size)] for z in sorted(zeros)[::-1]])
+        wires = [window[k, m] for k, m in candidates]
+        for i, j, want_min, want_max in final:
+            a, b = wires[i], wires[j]
+            wires[i], wires[j] = (min(a, b) if want_min else a), (max(a, b) if want_max else b)
+        assert wires[output] == np.sort(window.ravel())[half], window
+    assert sum(a + b for *_, a, b in final) == (4 if size == 3 else 42)  # min/max ops kept
 
 
 def test_bicubic_warp_matches_opencv_remap():

@@ -94,14 +94,16 @@ class TVL1Settings:
             raise ValueError(f"TV-L1 median must be 1 (off), 3 or 5. Received: {self.median}")
 
 
-# `parity`: OpenCV's defaults with a budget of 1 x 30 steps per warp (OpenCV allows 10 x 30 but
-# a warp of a real 340x256 pair stops after ~20-25 steps: bench/flow.py prints the counts); with
-# epsilon's freeze a pair that converges within the budget gets exactly OpenCV's iterations.
+# `parity`: OpenCV's defaults with a budget of 2 x 30 steps per warp (OpenCV allows 10 x 30; its
+# epsilon ends a warp of a real 340x256 pair after ~25-35 steps on average, hard pairs need up
+# to 60: bench/flow.py prints the counts); with epsilon's freeze a pair that converges within
+# the budget gets exactly OpenCV's iterations. 1 x 30 ran 1.8x faster but was 4x further from
+# OpenCV on the stable real pairs (0.077 vs 0.020 px mean EPE; docs/flow_tvl1.md).
 # `fast`: the point of bench/flow.py --sweep with the lowest EPE against OpenCV whose speed kept
 # a margin over the issue's 5x OpenCV (8.4x at EPE 0.25 px on real 340x256 pairs; the curve is
 # in docs/flow_tvl1.md): 5 levels, 2 warps of 15 steps each, no stopping test.
 PRESETS = {
-    "parity": TVL1Settings(outer_iterations=1, inner_iterations=30),
+    "parity": TVL1Settings(outer_iterations=2, inner_iterations=30),
     "fast": TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0.0),
 }
 
@@ -458,6 +460,24 @@ def solve(first, second, settings: TVL1Settings):
 
 
 _COMPILED: dict = {}
+
+
+def preferred_batch() -> int:
+    """Pairs per solver call for the current device: 32 on an accelerator (fills it), 8 on a
+    CPU, where larger batches fall out of the caches (bench/flow.py on 2 cores: batch 8 ran
+    1.15x faster than 32 at both presets)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return 32 if tf.config.list_logical_devices("GPU") else 8
+    if backend == "jax":
+        import jax
+
+        return 32 if jax.default_backend() != "cpu" else 8
+    return 8
 
 
 def _without_arithmetic_optimizer(graph):

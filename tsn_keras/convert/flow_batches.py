@@ -7,7 +7,8 @@ the GPU, where TensorFlow sees one: one process holds the accelerator, the worke
 TensorFlow) and fills every solver call with `BATCH` pairs, taken from as many videos as it
 takes, before it encodes each video's flow and builds its examples (`finish_video`).
 
-Every call gets exactly `BATCH` pairs (the last one padded by repeating its last pair): one
+Every call gets exactly `batch` pairs (`tvl1.preferred_batch()`: 32 on a GPU, 8 on a CPU; the
+last call padded by repeating its last pair): one
 compiled program per frame size, and a pair's flow does not depend on which pairs share its
 call or where it sits in it (tests/test_convert.py checks it), so the records are the same
 bytes whatever the batching: a rerun, a resumed run that redoes one shard, `--workers 1` or 4.
@@ -21,10 +22,6 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from tsn_keras.convert.snippets import ConvertConfig, PendingFlow, VideoResult, finish_video
-
-# Pairs per solver call: the solver's batch (tvl1.tvl1_flow), 32 frame pairs of 340x256 hold
-# ~0.2 GB of solver state.
-BATCH = 32
 
 
 class _Waiting:
@@ -46,27 +43,32 @@ class _Waiting:
         return finish_video(item.job, item.info, item.plan, np.stack(self.flows))
 
 
+def _solver(config: ConvertConfig, batch: int):
+    """(batch, solve): the preset's compiled solver on `batch` pairs (0: the device's choice).
+    Imports Keras and its backend, so it is built only once a pair needs it."""
+    from tsn_keras import tvl1
+
+    batch = batch or tvl1.preferred_batch()
+    settings = tvl1.settings_for(config.flow_preset)
+    return batch, lambda a, b: tvl1.tvl1_flow(a, b, settings, batch_size=batch)
+
+
 def flow_batches(
-    items: Iterable[VideoResult | PendingFlow], config: ConvertConfig, batch: int = BATCH
+    items: Iterable[VideoResult | PendingFlow], config: ConvertConfig, batch: int = 0
 ) -> Iterator[VideoResult]:
     """VideoResults in the order of `items`, each PendingFlow's pairs solved in calls of
-    exactly `batch` pairs shared by consecutive videos of one frame size."""
+    exactly `batch` pairs (0: `tvl1.preferred_batch()`) shared by consecutive videos of one
+    frame size."""
     queue: collections.deque[_Waiting] = collections.deque()
     firsts, seconds, owners = [], [], []  # unsolved pairs, and the video each belongs to
-    solver = None
+    solve = None
 
-    def solve(count: int) -> None:
-        nonlocal solver
-        if solver is None:
-            from tsn_keras import tvl1  # Keras and its backend: only once a pair needs them
-
-            settings = tvl1.settings_for(config.flow_preset)
-            solver = lambda a, b: tvl1.tvl1_flow(a, b, settings, batch_size=batch)  # noqa: E731
+    def run(count: int) -> None:
         a, b = np.stack(firsts[:count]), np.stack(seconds[:count])
         pad = batch - count  # repeat the last pair: one program, the same bytes (docstring)
         a = np.concatenate([a, np.repeat(a[-1:], pad, 0)])
         b = np.concatenate([b, np.repeat(b[-1:], pad, 0)])
-        for owner, flow in zip(owners[:count], solver(a, b)[:count], strict=True):
+        for owner, flow in zip(owners[:count], solve(a, b)[:count], strict=True):
             owner.flows.append(flow)
         del firsts[:count], seconds[:count], owners[:count]
 
@@ -74,17 +76,19 @@ def flow_batches(
         waiting = _Waiting(item)
         queue.append(waiting)
         if isinstance(item, PendingFlow):
+            if solve is None:
+                batch, solve = _solver(config, batch)
             a, b = item.plan.pending_pairs()
             if firsts and firsts[0].shape != a.shape[1:]:  # another frame size: no shared call
-                solve(len(firsts))
+                run(len(firsts))
             firsts += list(a)
             seconds += list(b)
             owners += [waiting] * len(a)
             while len(firsts) >= batch:
-                solve(batch)
+                run(batch)
         while queue and queue[0].ready:
             yield queue.popleft().result()
     if firsts:
-        solve(len(firsts))
+        run(len(firsts))
     while queue:
         yield queue.popleft().result()
