@@ -355,8 +355,8 @@ def bench_flow(runner: Runner, plan: Plan) -> None:
             f"TV-L1 tensor {row['preset']}, batch {row['batch']}",
             f"{row['pairs_per_s']:.2f} pairs/s ({row['vs_opencv']:.2f}x OpenCV)",
             "",
-            f"EPE vs OpenCV {row['epe ' + key]:.3f} px ({key}), "
-            f"{row['off2 ' + key]:.1f}% >2 levels",
+            f"EPE vs OpenCV {row['epe ' + key]:.3f} px ({key}; stable pairs "
+            f"{row['stable epe ' + key]:.3f}), {row['off2 ' + key]:.1f}% >2 levels",
             load,
         )
 

@@ -484,3 +484,18 @@ def test_predict_converts_with_the_models_algorithm_and_preset():
     ((config, _),) = evaluate.group_models([scorer(trained)], 25, flow_preset="parity")
     assert config.flow_preset == "parity"
     assert members == [0]
+
+
+def test_flow_bench_makes_its_pairs_and_measures_opencvs_spread(tmp_path):
+    """bench/flow.py's inputs: the synthetic demo pairs at the converter's size, and OpenCV's
+    spread (0 for a pair whose flow does not move when one pixel changes: a flat frame)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_flow", f"{REPO}/bench/flow.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pairs = bench.synthetic_pairs(str(tmp_path), 2)
+    assert pairs.shape == (2, 2, 256, 340) and pairs.dtype == np.uint8
+    flat = np.zeros((1, 2, 24, 32), np.uint8)
+    spread = bench.opencv_spread(flat, np.zeros((1, 24, 32, 2), np.float32))
+    assert spread.shape == (1,) and 0 <= spread[0] < 0.5
