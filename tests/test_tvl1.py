@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsn_keras import convert, flow, records, tvl1
+from tsn_keras import convert, flow, median, records, tvl1
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a small budget: one compiled graph that tests can afford (a few seconds to compile)
@@ -106,10 +106,10 @@ def test_median_matches_opencv_median_blur(size):
         rng.integers(0, 5, size=(2, 23, 31)).astype(np.float32),
         rng.normal(size=(1, 3, 4)).astype(np.float32),
     ):
-        got = np.asarray(tvl1.median_filter(x, size))
+        got = np.asarray(median.median_filter(x, size))
         for i in range(len(x)):
             np.testing.assert_array_equal(got[i], cv2.medianBlur(x[i], size))  # bit for bit
-    got = tf.function(lambda t: tvl1.median_filter(t, size), jit_compile=True)(x)  # fused
+    got = tf.function(lambda t: median.median_filter(t, size), jit_compile=True)(x)  # fused
     np.testing.assert_array_equal(np.asarray(got)[0], cv2.medianBlur(x[0], size))
 
 
@@ -120,7 +120,7 @@ def test_median_network_selects_the_median_of_every_sorted_window(size):
     0/1 window (then it does for all values; the test above runs the whole plan)."""
     import itertools
 
-    column_sort, row_sorts, candidates, final, output = tvl1.median_network(size)
+    column_sort, row_sorts, candidates, final, output = median.median_network(size)
     half = size * size // 2
     for zeros in itertools.combinations_with_replacement(range(size + 1), size):
         window = np.array([[int(m >= z) for m in range(size)] for z in sorted(zeros)[::-1]])

@@ -1,7 +1,8 @@
 """Batched TV-L1 optical flow written with `keras.ops`: one compiled graph for N frame pairs.
 
-(A little over 500 lines on purpose: each building block mirrors one OpenCV function that the
-solver must match step for step, and they are read together against tvl1flow.cpp.)
+(About 500 lines on purpose: each building block mirrors one OpenCV function that the solver
+must match step for step, and they are read together against tvl1flow.cpp. The median filter,
+a selection network of its own, is in `tsn_keras.median`.)
 
     from tsn_keras import tvl1
     flow = tvl1.tvl1_flow(first, second, "parity")   # uint8 [N, H, W] x2 -> float32 [N, H, W, 2]
@@ -40,12 +41,12 @@ pad batches to a few sizes (`bucket_size`) so that recompiles stay rare.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from tsn_keras.median import median_filter, pad_edge
 
 # Parameter names follow OpenCV's DualTVL1OpticalFlow.
 
@@ -169,14 +170,6 @@ def resize_linear(x, rows: np.ndarray, cols: np.ndarray):
     return ops.matmul(ops.convert_to_tensor(rows)[None], ops.transpose(x, (0, 2, 1)))  # [N, h, w]
 
 
-def pad_edge(x, r: int):
-    """[N, H, W] -> [N, H+2r, W+2r], the edge pixels repeated (keras.ops.pad's "edge" mode is
-    missing on the TensorFlow backend)."""
-    ops = _ops()
-    x = ops.concatenate([x[:, :1]] * r + [x] + [x[:, -1:]] * r, axis=1)
-    return ops.concatenate([x[:, :, :1]] * r + [x] + [x[:, :, -1:]] * r, axis=2)
-
-
 def centered_gradient(x):
     """OpenCV's centredGradient: 0.5 * (x[i+1] - x[i-1]) with the edge pixel repeated."""
     p = pad_edge(x, 1)  # [N, H+2, W+2]
@@ -201,110 +194,6 @@ def divergence(px, py):
     dx = px - ops.concatenate([ops.zeros_like(px[:, :, :1]), px[:, :, :-1]], axis=2)
     dy = py - ops.concatenate([ops.zeros_like(py[:, :1, :]), py[:, :-1, :]], axis=1)
     return dx + dy
-
-
-def _batcher_pairs(n: int) -> list[tuple[int, int]]:
-    """Batcher's odd-even merge sort on n wires: comparators (i, j), i < j, min to i.
-
-    Built for the next power of two; the comparators that touch the extra wires are dropped
-    (those wires would hold +inf, so the comparators never swap).
-    """
-    size = 1 << max(n - 1, 0).bit_length()
-    pairs, p = [], 1
-    while p < size:
-        k = p
-        while k >= 1:
-            for j in range(k % p, size - k, 2 * k):
-                for i in range(min(k, size - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return [(i, j) for i, j in pairs if j < n]
-
-
-def _keep_live(pairs, outputs) -> list[tuple[int, int, bool, bool]]:
-    """Drops what no wire in `outputs` depends on: (i, j, want_min, want_max) per comparator."""
-    live, kept = set(outputs), []
-    for i, j in reversed(pairs):
-        want_min, want_max = i in live, j in live
-        if want_min or want_max:
-            kept.append((i, j, want_min, want_max))
-            live |= {i, j}
-    return kept[::-1]
-
-
-@functools.cache
-def median_network(size: int):
-    """The comparator plan of a size x size median; see `median_filter`.
-
-    Returns (column_sort, row_sorts, candidates, final, output): `column_sort` sorts the `size`
-    values of a column; `row_sorts[k]` sorts rank k of the columns across the window, kept
-    only for the ranks `candidates` needs; `candidates` lists the (row rank, column rank) cells
-    that can still be the median once rows and columns are sorted; `final` selects the median
-    among them into wire `output`.
-    """
-    half = size * size // 2  # the median is the (half + 1)-th smallest, 0-based `half`
-    # In a matrix sorted along rows and columns, cell (k, m) has (k+1)(m+1) cells <= it and
-    # (size-k)(size-m) cells >= it: only cells where both counts are <= half + 1 can be the
-    # median, and the `below` cells with more than half + 1 cells above them are under it.
-    cells = [(k, m) for k in range(size) for m in range(size)]
-    candidates = [c for c in cells if (c[0] + 1) * (c[1] + 1) <= half + 1
-                  and (size - c[0]) * (size - c[1]) <= half + 1]  # fmt: skip
-    below = sum((size - k) * (size - m) > half + 1 for k, m in cells)
-    output = half - below
-    # Every sorted-rows-and-columns 0/1 matrix: row k holds zeros[k] zeros, non-increasing in k.
-    # A comparator network selects right on all inputs iff it does on these (0-1 principle),
-    # so a comparator that never swaps on them never swaps at all and is dropped.
-    shapes = [sorted(z, reverse=True)
-              for z in itertools.combinations_with_replacement(range(size + 1), size)]  # fmt: skip
-    pairs = _batcher_pairs(len(candidates))
-    swaps = set()
-    for zeros in shapes:
-        wires = [int(m >= zeros[k]) for k, m in candidates]
-        for index, (i, j) in enumerate(pairs):
-            if wires[i] > wires[j]:
-                wires[i], wires[j] = wires[j], wires[i]
-                swaps.add(index)
-    final = _keep_live([p for index, p in enumerate(pairs) if index in swaps], [output])
-    sort = _batcher_pairs(size)
-    ranks = sorted({k for k, _ in candidates})
-    row_sorts = {k: _keep_live(sort, [m for r, m in candidates if r == k]) for k in ranks}
-    return _keep_live(sort, range(size)), row_sorts, candidates, final, output
-
-
-def _compare(wires: list, plan) -> list:
-    """Runs a comparator plan of `_keep_live` on a list of tensors (min / max, elementwise)."""
-    ops = _ops()
-    wires = list(wires)
-    for i, j, want_min, want_max in plan:
-        a, b = wires[i], wires[j]
-        if want_min:
-            wires[i] = ops.minimum(a, b)
-        if want_max:
-            wires[j] = ops.maximum(a, b)
-    return wires
-
-
-def median_filter(x, size: int):
-    """size x size median of [N, H, W] (edge pixels repeated), as cv2.medianBlur on float.
-
-    A selection network of min / max (132 of them for 5x5; sorting the 25 values costs far
-    more and XLA does not fuse a sort): sort each column of the window, shared by the windows
-    that contain it; sort each rank of those columns across the window; then only 13 cells can
-    still be the median, and a pruned Batcher network picks it (`median_network`). Exact, like
-    a sort: min and max do not round.
-    """
-    if size == 1:
-        return x
-    column_sort, row_sorts, candidates, final, output = median_network(size)
-    r = size // 2
-    h, w = x.shape[1], x.shape[2]
-    p = pad_edge(x, r)  # [N, H+2r, W+2r]
-    columns = _compare([p[:, i : i + h] for i in range(size)], column_sort)  # by rank, W+2r wide
-    rows = {k: _compare([columns[k][:, :, j : j + w] for j in range(size)], plan)
-            for k, plan in row_sorts.items()}  # fmt: skip
-    return _compare([rows[k][m] for k, m in candidates], final)[output]
 
 
 def _cubic_weights(t):
