@@ -434,6 +434,30 @@ def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
         assert a.examples == b.examples and a.flow_pairs == b.flow_pairs
 
 
+def test_flow_batches_do_not_mix_frame_sizes(tmp_path):
+    """With --short_side, videos of other aspect ratios have other frame sizes: a call never
+    mixes them (the queued pairs of the first size are solved before the next video's)."""
+    from tsn_keras import video
+    from tsn_keras.convert.flow_batches import flow_batches
+
+    config = convert.ConvertConfig(
+        modalities=("flow",), flow_algorithm="tvl1_tensor", flow_preset="fast",
+        num_snippets=2, snippet_length=2, short_side=24,
+    )  # fmt: skip
+    wide = _write_pan(tmp_path / "wide.avi", 5, 1, 0)  # 48x64 -> 24x32
+    square = str(tmp_path / "square.avi")  # 48x48 -> 24x24
+    video.write_video(square, [np.full((48, 48, 3), 40 * t, np.uint8) for t in range(5)])
+    jobs = [convert.VideoJob(p, os.path.basename(p), 0, "A") for p in (wide, square, wide)]
+    engines = convert.Engines(config)
+    items = [convert.convert_video(job, config, engines, solve_flow=False) for job in jobs]
+    sizes = [x.plan.pending_pairs()[0].shape[1:] for x in items]
+    assert sizes == [(24, 32), (24, 24), (24, 32)]
+    results = list(flow_batches(items, config, batch=8))
+    assert [r.job for r in results] == jobs
+    assert results[0].examples == results[2].examples  # the same video, the same bytes
+    assert all(r.flow_pairs > 0 for r in results)
+
+
 @pytest.mark.slow
 def test_converter_flow_is_the_solvers(tmp_path):
     """The stored fields are tvl1_flow of the video's frame pairs, encoded."""

@@ -28,6 +28,8 @@
 * Memory per worker: the frames stream through (`video.decode_selected`); only the current
   and previous grayscale frame and the encoded JPEGs of one example are held, so it does not
   grow with the video's length (with `num_snippets=0`, dense, the example itself does).
+  `--flow tvl1_tensor` holds the grayscale frames of a video's queued pairs until the parent
+  solves them (~87 KB a 340x256 frame, ~11 MB for 25 snippets x 5 fields).
 * A shard's files (one per modality) are written to `<file>.incomplete`, its sidecar
   `.progress/<base name>.json` (file per modality, example count, failures, settings digest;
   base name = `records.shard_filename` without a modality) is written next, then each file is
