@@ -403,8 +403,8 @@ def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
     from tsn_keras.convert.flow_batches import flow_batches
 
     config = convert.ConvertConfig(
-        modalities=("rgb", "flow"), flow_algorithm="tvl1_tensor", flow_preset="fast",
-        num_snippets=2, snippet_length=2, width=32, height=24,
+        modalities=("rgb", "flow", "warped_flow"), flow_algorithm="tvl1_tensor",
+        flow_preset="fast", num_snippets=2, snippet_length=2, width=32, height=24,
     )  # fmt: skip
     jobs = _convert_jobs(tmp_path / "videos")
     jobs = jobs[:3] + jobs[-1:] + jobs[3:-1]  # the empty video in the middle
@@ -432,6 +432,12 @@ def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
     assert together[3].examples is None and together[3].reason
     for a, b in zip(together, alone, strict=True):
         assert a.examples == b.examples and a.flow_pairs == b.flow_pairs
+    # plain and warped flow of every field; a warped field that fell back to the plain one
+    # was not queued (solved once) but is stored and counted
+    first = together[0]
+    assert set(first.examples) == {"rgb", "flow", "warped_flow"}
+    assert first.flow_pairs == sizes[0] + first.warped_fallbacks
+    assert first.flow_pairs % 2 == 0
 
 
 def test_flow_batches_do_not_mix_frame_sizes(tmp_path):

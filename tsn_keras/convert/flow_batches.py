@@ -4,14 +4,14 @@ Workers (or the calling process, with one worker) decode each video, JPEG-encode
 queue its flow pairs (`convert_video(..., solve_flow=False)` -> `PendingFlow`); the process that
 writes the shards runs `flow_batches` over the results in job order. It owns the solver (and so
 the GPU, where TensorFlow sees one: one process holds the accelerator, the workers never import
-TensorFlow) and fills every solver call with `BATCH` pairs, taken from as many videos as it
-takes, before it encodes each video's flow and builds its examples (`finish_video`).
+TensorFlow) and fills every solver call with pairs taken from as many videos as it takes,
+before it encodes each video's flow and builds its examples (`finish_video`).
 
 Every call gets exactly `batch` pairs (`tvl1.preferred_batch()`: 32 on a GPU, 8 on a CPU; the
-last call padded by repeating its last pair): one
-compiled program per frame size, and a pair's flow does not depend on which pairs share its
-call or where it sits in it (tests/test_convert.py checks it), so the records are the same
-bytes whatever the batching: a rerun, a resumed run that redoes one shard, `--workers 1` or 4.
+last call padded by repeating its last pair): one compiled program per frame size, and a pair's
+flow does not depend on which pairs share its call or where it sits in it
+(tests/test_tvl1.py checks it), so the records are the same bytes whatever the batching: a
+rerun, a resumed run that redoes one shard, `--workers 1` or 4.
 """
 
 from __future__ import annotations

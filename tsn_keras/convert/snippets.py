@@ -257,7 +257,7 @@ class SnippetPlan:
     def finish(self, flows: np.ndarray | None = None) -> None:
         """Encodes the queued flow fields (tvl1_tensor), solving them in one batched call
         unless `flows` [P, H, W, 2] of `pending_pairs` come from elsewhere (`flow_batches`)."""
-        if not self.pending and not self.fallback_fields:
+        if not self.pending:  # (a fallback field always has its plain field queued)
             return
         if flows is None:
             flows = self.engines.flow.batch(*self.pending_pairs())  # [P, H, W, 2]
