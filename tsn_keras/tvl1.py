@@ -353,8 +353,8 @@ _COMPILED: dict = {}
 
 def preferred_batch() -> int:
     """Pairs per solver call for the current device: 32 on an accelerator (fills it), 8 on a
-    CPU, where larger batches fall out of the caches (bench/flow.py on 2 cores: batch 8 ran
-    1.15x faster than 32 at both presets)."""
+    CPU, where larger batches ran slower (bench/flow.py on 2 cores: batch 8 ran 1.16x faster
+    than 32 at both presets; likely the caches)."""
     import keras
 
     backend = keras.backend.backend()
@@ -398,8 +398,8 @@ def compiled_solver(settings: TVL1Settings, jit: bool = True):
     eager.
 
     XLA (`jit`, the default on every device) fuses each primal-dual step and the median network
-    into a few passes: on a 2-core CPU 2.5-5x faster than the plain TensorFlow graph
-    (`jit=False`, kept for comparison), and it builds sooner (docs/flow_tvl1.md).
+    into a few passes: on a 2-core CPU about 3x faster than the plain TensorFlow graph
+    (`jit=False`, kept for comparison; docs/flow_tvl1.md).
     """
     import keras
 
@@ -471,6 +471,7 @@ def tvl1_flow(
     settings: TVL1Settings | str = "parity",
     batch_size: int = 32,
     jit: bool = True,
+    pad_to_batch: bool = False,
 ) -> np.ndarray:
     """TV-L1 flow of each pair first[i] -> second[i].
 
@@ -481,6 +482,9 @@ def tvl1_flow(
       batch_size: pairs per compiled call; the last call is padded to `bucket_size` (so one
         frame size compiles at most a few times).
       jit: XLA on TensorFlow (False: a plain tf.function graph).
+      pad_to_batch: pad the last call to `batch_size` itself: every call then runs one
+        program, and a pair's flow does not depend on the pairs beside it or on its place
+        (what the converter's shared calls rely on: convert.flow_batches).
 
     Returns:
       float32 [N, H, W, 2] (dx, dy), OpenCV's sign convention.
@@ -495,7 +499,7 @@ def tvl1_flow(
     for start in range(0, len(first), batch_size):
         a, b = first[start : start + batch_size], second[start : start + batch_size]
         k = len(a)
-        pad = min(bucket_size(k), batch_size) - k if k < batch_size else 0
+        pad = (batch_size if pad_to_batch else min(bucket_size(k), batch_size)) - k
         if pad > 0:  # repeat the last pair: pairs are independent, padding changes nothing
             a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
             b = np.concatenate([b, np.repeat(b[-1:], pad, axis=0)])

@@ -50,7 +50,7 @@ def _solver(config: ConvertConfig, batch: int):
 
     batch = batch or tvl1.preferred_batch()
     settings = tvl1.settings_for(config.flow_preset)
-    return batch, lambda a, b: tvl1.tvl1_flow(a, b, settings, batch_size=batch)
+    return batch, lambda a, b: tvl1.tvl1_flow(a, b, settings, batch, pad_to_batch=True)
 
 
 def flow_batches(
@@ -65,10 +65,7 @@ def flow_batches(
 
     def run(count: int) -> None:
         a, b = np.stack(firsts[:count]), np.stack(seconds[:count])
-        pad = batch - count  # repeat the last pair: one program, the same bytes (docstring)
-        a = np.concatenate([a, np.repeat(a[-1:], pad, 0)])
-        b = np.concatenate([b, np.repeat(b[-1:], pad, 0)])
-        for owner, flow in zip(owners[:count], solve(a, b)[:count], strict=True):
+        for owner, flow in zip(owners[:count], solve(a, b), strict=True):
             owner.flows.append(flow)
         del firsts[:count], seconds[:count], owners[:count]
 
