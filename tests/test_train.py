@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import flags
 from helpers import write_records
 
-from tsn_keras import config, records, steps, train
+from tsn_keras import checkpoints, config, records, steps, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -307,15 +307,15 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_pat
         manager.save(checkpoint_number=epoch)
     _truncate(str(tmp_path / "ckpt-3.data-00000-of-00001"))
     value.assign(np.zeros(1000, np.float32))
-    assert train.restore_latest_intact(checkpoint, str(tmp_path)) == str(tmp_path / "ckpt-2")
+    assert checkpoints.restore_latest_intact(checkpoint, str(tmp_path)) == str(tmp_path / "ckpt-2")
     np.testing.assert_array_equal(value.numpy(), 2.0)
     _truncate(str(tmp_path / "ckpt-2.index"), 0.3)
     _truncate(str(tmp_path / "ckpt-1.data-00000-of-00001"))
     with pytest.raises(
         ValueError, match=r"Every checkpoint in .* is damaged.*ckpt-3.*ckpt-2.*ckpt-1"
     ):
-        train.restore_latest_intact(checkpoint, str(tmp_path))
-    assert train.restore_latest_intact(checkpoint, str(tmp_path / "none")) is None
+        checkpoints.restore_latest_intact(checkpoint, str(tmp_path))
+    assert checkpoints.restore_latest_intact(checkpoint, str(tmp_path / "none")) is None
 
 
 def test_a_truncated_shard_is_named_or_skipped(tmp_path):

@@ -242,17 +242,27 @@ class TrainConfig:
             fail("val_every", "must be >= 0 (0 disables validation)", self.val_every)
         if self.shuffle_buffer < 1:
             fail("shuffle_buffer", "must be >= 1", self.shuffle_buffer)
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            fail("seed", "must be in [0, 2**32) (NumPy's and TensorFlow's seed range)", self.seed)
         try:  # the model's own check of --consensus, before any data is read
             TSNConfig(num_classes=1, consensus=self.consensus, num_segments=self.num_segments)
         except ValueError as e:
             raise ValueError(f"--consensus: {e}") from None
+        mode, _, k = self.consensus.partition(":")
+        if mode == "topk" and k and int(k) > self.num_segments:
+            raise ValueError(
+                f"--consensus=topk:{k} averages the best {k} of --num_segments="
+                f"{self.num_segments} snippets: k must be <= --num_segments"
+            )
 
     def check_environment(self) -> None:
         """Checks what a run needs from this machine (called where a run starts, not on load).
 
         Raises:
-          ValueError: naming the flag: --pretrained file missing, multi_worker without TF_CONFIG.
+          ValueError: naming the flag: --pretrained file missing, multi_worker without TF_CONFIG,
+            a batch of network input larger than this machine's memory.
         """
+        self._check_input_memory()
         if self.pretrained not in (None, "imagenet") and not os.path.isfile(self.pretrained):
             raise ValueError(
                 "--pretrained must be 'imagenet', 'none' or an existing weights file. "
@@ -262,6 +272,30 @@ class TrainConfig:
             raise ValueError(
                 "--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and "
                 "task); set it on every worker, or use --strategy=mirrored on one machine"
+            )
+
+    def _check_input_memory(self) -> None:
+        """Refuses sizes whose input batch alone cannot fit, before anything is allocated.
+
+        The float32 network input of one global batch is a lower bound on what a step holds
+        (the activations take many times more), so a batch that exceeds this machine's memory
+        can never run: --input_size 100000 or --num_segments 1000000 would otherwise end in a
+        traceback or the out-of-memory killer.
+        """
+        channels = 2 if modalities.is_flow(self.modality) else 3  # the fewest any snippet has
+        needed = self.batch_size * self.num_segments * self.input_size**2 * channels * 4
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system: no check
+            return
+        if needed > memory:
+            raise ValueError(
+                f"--input_size={self.input_size}, --num_segments={self.num_segments} and "
+                f"--batch_size={self.batch_size}: one batch of network input alone is "
+                f"{self.batch_size} x {self.num_segments} x {self.input_size}^2 x {channels} "
+                f"float32 values = {needed / 2**30:.3g} GiB, more than this machine's "
+                f"{memory / 2**30:.3g} GiB of memory; lower --input_size (224 in the paper), "
+                "--num_segments (3) or --batch_size"
             )
 
     @property

@@ -257,8 +257,14 @@ def evaluate(
     crops: int = 10,
     max_videos: int | None = None,
     verbose: bool = True,
+    skip_corrupt_records: bool = False,
 ) -> dict:
-    """Scores every video of a records subset; returns ids, labels, scores and the metrics."""
+    """Scores every video of a records subset; returns ids, labels, scores and the metrics.
+
+    A damaged shard raises records.DamagedRecordsError naming the file and byte offset; with
+    skip_corrupt_records its intact records are scored and the lost ones counted
+    ("skipped_records").
+    """
     files = input_pipeline.record_files(records_path, subset, scorer.info.modality)
     manifest = _manifest_or_none(records_path)
     if manifest is not None and list(manifest["classes"]) != list(scorer.info.classes):
@@ -270,17 +276,30 @@ def evaluate(
     total = _count(manifest, subset)
     if max_videos is not None:
         total = min(total, max_videos) if total else max_videos
-    examples = tf.data.TFRecordDataset(files)
+    skipped = 0
+    if skip_corrupt_records:
+        counts = records.shard_counts(manifest, subset) if manifest else [0] * len(files)
+        skipped = records.report_damage(files, counts)
+        examples = tf.data.Dataset.from_tensor_slices(files).interleave(
+            lambda f: tf.data.TFRecordDataset(f).ignore_errors(log_warning=True), cycle_length=1
+        )
+    else:
+        examples = tf.data.TFRecordDataset(files)
     if max_videos is not None:
         examples = examples.take(max_videos)
     bar = _Bar(total, verbose)
     ids, labels, scores = [], [], []
     start = time.perf_counter()
-    for video_id, label, logits in score_examples(scorer, examples, num_segments, crops, bar):
-        ids.append(video_id)
-        labels.append(label)
-        scores.append(logits)
-    bar.close()
+    try:
+        with records.damage_named(files):
+            for video_id, label, logits in score_examples(
+                scorer, examples, num_segments, crops, bar
+            ):
+                ids.append(video_id)
+                labels.append(label)
+                scores.append(logits)
+    finally:
+        bar.close()  # ends the progress line: an error gets a line of its own
     if not ids:
         raise ValueError(f"--records {records_path}: no {subset} videos to evaluate")
     scores_arr = np.stack(scores)  # [V, classes]
@@ -294,6 +313,7 @@ def evaluate(
         "summary": summary,
         "seconds": seconds,
         "videos_per_second": len(ids) / seconds,
+        "skipped_records": skipped,
     }
 
 
@@ -434,6 +454,13 @@ def _define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("output_dir", None, "Default <model_dir>/eval.", flag_values=fv)
     flags.DEFINE_integer("max_videos", None, "Score only the first N videos.", flag_values=fv)
     flags.DEFINE_bool("progress", True, "Show a progress line.", flag_values=fv)
+    flags.DEFINE_bool(
+        "skip_corrupt_records",
+        False,
+        "Score the intact records of a damaged shard (the lost ones are counted and logged) "
+        "instead of stopping.",
+        flag_values=fv,
+    )
 
 
 def _output_dir(fv: flags.FlagValues) -> str:
@@ -466,7 +493,7 @@ def _print_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns the exit status (0 ok, 2 bad flags or inputs)."""
+    """Command line; returns the exit status (0 ok, 1 a damaged shard, 2 bad flags or inputs)."""
     argv = sys.argv if argv is None else argv
     fv = flags.FlagValues()
     _define_flags(fv)
@@ -491,16 +518,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reference is None and os.path.exists(os.path.join(beside, "saved_model.pb")):
             reference = beside
     output_dir = _output_dir(fv)
-    args = (fv.records, fv.subset, fv.num_segments, int(fv.crops), fv.max_videos)
+    args = (fv.records, fv.subset, fv.num_segments, int(fv.crops), fv.max_videos, fv.progress)
     try:
         scorer = load_scorer(source)
-        result = evaluate(scorer, *args, verbose=fv.progress)
+        result = evaluate(scorer, *args, fv.skip_corrupt_records)
         ref_result = None
         if reference:
-            ref_result = evaluate(load_scorer(reference), *args, verbose=fv.progress)
+            ref_result = evaluate(load_scorer(reference), *args, fv.skip_corrupt_records)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except records.DamagedRecordsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     settings = {
         "source": source,
         "records": fv.records,
@@ -518,6 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{len(result['video_ids'])} videos in {result['seconds']:.1f} s "
         f"({result['videos_per_second']:.2f} videos/s, {fv.num_segments} snippets x "
         f"{fv.crops} crops)"
+        + (
+            f"; {result['skipped_records']} damaged records skipped (--skip_corrupt_records)"
+            if result["skipped_records"]
+            else ""
+        )
     )
     print(
         f"scores: {paths['scores']}\nmetrics: {paths['metrics']}\nconfusion: {paths['confusion']}"

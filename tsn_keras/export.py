@@ -38,11 +38,15 @@ Every signature checks its input in the graph (rank, channels: 3 rgb, 2L flow / 
 an InvalidArgumentError naming the input and the expected shape.
 
 The model is rebuilt in float32 (whatever mixed precision training used) from the run's
-train_config.json and its latest checkpoint.
+train_config.json and its newest intact checkpoint; a model with a NaN or infinite weight is
+refused. Every file is written into `<export_dir>.incomplete`, which replaces export_dir by a
+rename once all is written: a failed export (a full disk) leaves no half-written folder, and an
+older export stays in place until then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -55,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import cli, input_pipeline, litert, modalities, records, sampling
+from tsn_keras import checkpoints, cli, input_pipeline, litert, modalities, records, sampling
 from tsn_keras.config import CHECKPOINT_DIR, read_train_config
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
@@ -198,6 +202,50 @@ def export_meta(
     }
 
 
+@contextlib.contextmanager
+def staged(export_dir: str):
+    """Yields `<export_dir>.incomplete`, a fresh folder to write the export into.
+
+    On success it replaces export_dir (renames: the older export goes only once the new one is
+    whole); on any error it is removed, so no half-written export is ever left behind.
+    """
+    gfile = tf.io.gfile
+    final = export_dir.rstrip("/")
+    tmp, old = final + ".incomplete", final + ".replaced"
+    for leftover in (tmp, old):  # from a run killed mid-export
+        if gfile.exists(leftover):
+            gfile.rmtree(leftover)
+    try:
+        gfile.makedirs(tmp)
+        yield tmp
+        if gfile.exists(final):
+            gfile.rename(final, old)
+        gfile.rename(tmp, final)
+        if gfile.exists(old):
+            gfile.rmtree(old)
+    except BaseException:
+        with contextlib.suppress(tf.errors.OpError, OSError):
+            if gfile.exists(tmp):
+                gfile.rmtree(tmp)
+        raise
+
+
+def check_finite(model: keras.Model) -> None:
+    """Raises RuntimeError naming the weights of `model` that hold NaN or infinite values."""
+    bad = [
+        w.path
+        for w in model.weights
+        if keras.backend.is_float_dtype(w.dtype)
+        and not np.all(np.isfinite(keras.ops.convert_to_numpy(w.value)))
+    ]
+    if bad:
+        raise RuntimeError(
+            f"{len(bad)} of the model's weights hold NaN or infinite values ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); refusing to export a model whose outputs "
+            "would be NaN. Restore an earlier checkpoint or retrain with a lower --lr"
+        )
+
+
 def export_saved_model(
     model: keras.Model,
     tsn_config: TSNConfig,
@@ -212,13 +260,16 @@ def export_saved_model(
       model: a TSN model from `build_tsn(tsn_config)` with trained weights.
       tsn_config: its config (modality, backbone, input size, snippet length).
       classes: class names in label order.
-      export_dir: output folder (replaced if it exists).
+      export_dir: output folder (replaced if it exists, once the new export is written).
       example_snippets: K of the serve_examples signature (TSN tests with 25).
       conversion: the converter settings of the training records (manifest "config"), so
         predict can convert new videos the same way; None if unknown.
 
     Returns:
       export_dir.
+
+    Raises:
+      RuntimeError: a weight of the model is NaN or infinite.
     """
     if len(classes) != model.output_shape[-1]:
         raise ValueError(
@@ -226,8 +277,14 @@ def export_saved_model(
         )
     if example_snippets < 1:
         raise ValueError(f"example_snippets must be >= 1. Received: {example_snippets}")
-    if tf.io.gfile.exists(export_dir):
-        tf.io.gfile.rmtree(export_dir)
+    check_finite(model)
+    with staged(export_dir) as out:
+        _write_saved_model(model, tsn_config, classes, out, example_snippets, conversion)
+    return export_dir
+
+
+def _write_saved_model(model, tsn_config, classes, export_dir, example_snippets, conversion):
+    """The SavedModel and model.keras of `export_saved_model`, into export_dir."""
     with tempfile.TemporaryDirectory() as tmp:
         classes_file = os.path.join(tmp, CLASSES_ASSET)
         with open(classes_file, "w", encoding="utf-8") as f:
@@ -245,7 +302,6 @@ def export_saved_model(
         }
         tf.saved_model.save(module, export_dir, signatures=signatures)
     model.save(os.path.join(export_dir, KERAS_FILE))
-    return export_dir
 
 
 def tflite_path(export_dir: str, fmt: str) -> str:
@@ -412,14 +468,9 @@ def restore_from_model_dir(model_dir: str) -> tuple[keras.Model, TSNConfig, list
 
     Raises:
       FileNotFoundError: no train_config.json or no checkpoint in model_dir.
+      ValueError: every checkpoint in model_dir is damaged.
     """
     config, data = read_train_config(model_dir)
-    ckpt = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
-    if ckpt is None:
-        raise FileNotFoundError(
-            f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)}: train first "
-            f"(python -m tsn_keras.train --model_dir {model_dir} ...)"
-        )
     tsn_config = config.tsn_config(len(data["classes"]), int(data["snippet_length"]))
     # The checkpoint holds every weight: no pretrained file is needed (or read) here.
     tsn_config = dataclasses.replace(tsn_config, backbone_weights=None)
@@ -429,8 +480,12 @@ def restore_from_model_dir(model_dir: str) -> tuple[keras.Model, TSNConfig, list
         model = build_tsn(tsn_config)
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    status = tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
-    status.assert_existing_objects_matched()
+    ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+    if checkpoints.restore_latest_intact(tf.train.Checkpoint(model=model), ckpt_dir) is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {ckpt_dir}: train first "
+            f"(python -m tsn_keras.train --model_dir {model_dir} ...)"
+        )
     return model, tsn_config, list(data["classes"]), data
 
 
@@ -500,21 +555,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise flags.Error("--num_segments and --calibration_count must be >= 1")
     except flags.Error as e:
         return cli.usage_error(e)
+    path = fv.export_dir or os.path.join(fv.model_dir, "export")
     try:
         model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
-        path = fv.export_dir or os.path.join(fv.model_dir, "export")
         conversion = data.get("conversion")
-        export_saved_model(model, tsn_config, classes, path, fv.num_segments, conversion)
-        report = export_tflite(
-            model, tsn_config, classes, path, fv.tflite, fv.calibration_records,
-            fv.calibration_count, conversion,
-        )  # fmt: skip
+        check_finite(model)
+        with staged(path) as out:  # the SavedModel and the LiteRT files appear together
+            _write_saved_model(model, tsn_config, classes, out, fv.num_segments, conversion)
+            report = export_tflite(
+                model, tsn_config, classes, out, fv.tflite, fv.calibration_records,
+                fv.calibration_count, conversion,
+            )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except (OSError, tf.errors.OpError) as e:  # a full disk or read-only folder: nothing left
+        print(f"error: cannot write the export to {path}: {getattr(e, 'message', e)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    for fmt, r in report.items():  # where the files are now
+        r["path"] = tflite_path(path, fmt)
     print(f"exported SavedModel and {KERAS_FILE} to {path}")
     for r in report.values():
         print(

@@ -168,6 +168,7 @@ def make_dataset(
     repeat: bool | None = None,
     pad_to_batches: int | None = None,
     skip_corrupt_records: bool = False,
+    skip_examples: int = 0,
 ) -> tf.data.Dataset:
     """Batches of TSN clips from TFRecord shards.
 
@@ -197,6 +198,10 @@ def make_dataset(
         batches, padding with zero clips labelled PAD_LABEL (-1) (give them weight 0).
       skip_corrupt_records: a damaged record ends its file's reading (with TF's warning)
         instead of raising DataLossError; the records after it in that file are not read.
+      skip_examples: start this many examples into this pipeline's stream (a run resumed
+        mid-epoch). They are read but not decoded, and every later example keeps its position,
+        hence its seeds: with a seed, the batches are exactly those an unbroken stream gives
+        after its first skip_examples examples.
 
     Returns:
       tf.data.Dataset of (views uint8 [B, K, S, S, C], labels int32 [B]); apply
@@ -230,6 +235,8 @@ def make_dataset(
         cycle_length, repeat, skip_corrupt_records,
     )  # fmt: skip
     ds = ds.enumerate()  # the position gives each example its own seed
+    if skip_examples:
+        ds = ds.skip(skip_examples)  # before decoding: a skipped example costs only its read
 
     def load(index, serialized):
         sample_seed, augment_seed = example_seeds(base_seed, index)

@@ -43,6 +43,7 @@ TensorFlow on first use.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -600,7 +601,44 @@ def damaged_records_error(files: Sequence[str], tf_message: str) -> DamagedRecor
                 break
     where = where or f"a shard of {len(files)} is damaged ({tf_message.strip()})"
     return DamagedRecordsError(
-        f"{where}. Rerun with --skip_corrupt_records to train on the intact records (the "
+        f"{where}. Rerun with --skip_corrupt_records to read only the intact records (the "
         "damaged file is read up to the damage), or reconvert: delete that shard's files and "
         "rerun scripts/make_tfrecords.py with the same flags, which redoes missing shards."
     )
+
+
+@contextlib.contextmanager
+def damage_named(files: Sequence[str]):
+    """Turns TF's DataLossError (which names no file) into a DamagedRecordsError that does."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        raise damaged_records_error(files, e.message) from None
+
+
+def report_damage(files: Sequence[str], counts: Sequence[int]) -> int:
+    """Logs the truncated shards --skip_corrupt_records reads around; returns records lost.
+
+    Args:
+      files: the shard files of a subset, in shard order.
+      counts: the examples each holds when whole (`shard_counts`).
+    """
+    from absl import logging
+
+    lost = 0
+    for path, expected in zip(files, counts, strict=True):
+        complete, offset = scan_tfrecord(path)
+        if offset is not None:
+            missing = max(expected - complete, 1)
+            lost += missing
+            logging.warning(
+                "%s is damaged at byte %d: skipping its last %d of %d records "
+                "(--skip_corrupt_records)",
+                path,
+                offset,
+                missing,
+                expected,
+            )
+    return lost

@@ -11,7 +11,10 @@
         * lr_mult                                (per parameter group)
         optimizer.apply_gradients(g / replicas)  (Keras sums the replicas' gradients again)
     evaluate(iterator): logits in inference mode; padding clips (label PAD_LABEL) weigh 0.
-Both return the global sums [loss, top-1 hits, top-5 hits, clips] (SUMS), reduced in-graph.
+Both return the global sums [loss, top-1 hits, top-5 hits, clips, non-finite weights] (SUMS),
+reduced in-graph; the last counts the model's weight values that are NaN or infinite after
+train's update (0 from evaluate), so a run stops at the step that broke the weights, not at a
+later loss.
 
 Per-group learning rates as gradient scaling: Keras' SGD with momentum updates
 m <- momentum * m - lr * g; w <- w + m, which is linear in g, so scaling g by lr_mult is
@@ -39,7 +42,8 @@ import tensorflow as tf
 from tsn_keras.config import TrainConfig
 from tsn_keras.models import param_groups, preprocess_input
 
-SUMS = ("loss", "top1", "top5", "count")  # what both steps return, summed over the batch
+# What both steps return, summed over the batch (and the replicas).
+SUMS = ("loss", "top1", "top5", "count", "nonfinite_weights")
 
 
 def make_lr_schedule(config: TrainConfig, steps_per_epoch: int):
@@ -109,7 +113,8 @@ class Steps:
     """The step functions of a run and the per-variable rule they apply.
 
     Attributes:
-      train: tf.function(iterator) -> SUMS of the global batch, after one SGD update.
+      train: tf.function(iterator) -> SUMS of the global batch, after one SGD update (with
+        the count of non-finite weight values after it).
       evaluate: tf.function(iterator) -> SUMS of the global batch, no update.
       variables: the trained variables, in parameter-group order.
       decays: per variable, weight_decay * the group's decay_mult.
@@ -123,7 +128,17 @@ class Steps:
     lr_mults: Sequence[float]
 
 
-def _sums(logits, labels, weights, per_example, top_k: int) -> tf.Tensor:
+def _nonfinite_count(weights: Sequence) -> tf.Tensor:
+    """How many values of the float `weights` are NaN or infinite (float32 scalar)."""
+    counts = [
+        tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(w.value)), tf.float32))
+        for w in weights
+        if keras.backend.is_float_dtype(w.dtype)
+    ]
+    return tf.add_n(counts) if counts else tf.constant(0.0)
+
+
+def _sums(logits, labels, weights, per_example, top_k: int, nonfinite=0.0) -> tf.Tensor:
     labels = tf.cast(labels, tf.int32)
     top1 = tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32) * weights
     top5 = tf.cast(tf.math.in_top_k(labels, logits, top_k), tf.float32) * weights
@@ -133,6 +148,7 @@ def _sums(logits, labels, weights, per_example, top_k: int) -> tf.Tensor:
             tf.reduce_sum(top1),
             tf.reduce_sum(top5),
             tf.reduce_sum(weights),
+            tf.cast(nonfinite, tf.float32),
         ]
     )
 
@@ -186,7 +202,8 @@ def make_steps(
         # Keras' apply_gradients all-reduces (sums) the replicas' gradients once more.
         grads = [g / replicas for g in grads]
         optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return _sums(logits, labels, tf.ones_like(per_example), per_example, top_k)
+        nonfinite = _nonfinite_count(model.weights)  # after the update, so it sees its result
+        return _sums(logits, labels, tf.ones_like(per_example), per_example, top_k, nonfinite)
 
     def eval_replica_step(clips, labels):
         weights = tf.cast(labels >= 0, tf.float32)  # padding clips carry PAD_LABEL = -1

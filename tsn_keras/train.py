@@ -11,20 +11,27 @@ for both; learning_rate, clips_per_second and batch_loss (every 10 steps) for tr
 flags as a text table and a grid of augmented input snippets of the first batch at the start.
 The console shows a keras Progbar per epoch.
 
-Fault tolerance: every epoch a checkpoint (model, optimizer, epoch, step) goes to
-<model_dir>/checkpoints; running the same command again restores the newest intact one (a
-damaged one is named and skipped) and continues, ending at the same --epochs. Under
-multi_worker every worker saves (the chief into model_dir, the others into a temporary folder
-that is deleted), and every worker restores the chief's. A damaged training record stops the run
-naming its shard and byte offset, unless --skip_corrupt_records.
+Fault tolerance (tsn_keras/checkpoints.py): every epoch a checkpoint (model, optimizer, epoch,
+step, data seed) goes to <model_dir>/checkpoints; running the same command again restores the
+newest intact one (a damaged checkpoint or state file is named and skipped) and continues,
+ending at the same --epochs. SIGTERM (a preemption, a scheduler) lets the current step finish,
+saves a checkpoint of that step and exits with status 143 and one line; the rerun resumes at
+that step, mid-epoch. Every epoch reads its examples in an order fixed by the data seed and the
+epoch, so the resumed run skips (reads, does not decode) the examples already trained on and
+sees exactly the rest. Under multi_worker every worker saves (the chief into model_dir, the
+others into a temporary folder that is deleted), every worker restores the chief's, and SIGTERM
+keeps its default (the run resumes from the last epoch's checkpoint). A NaN or infinite loss,
+validation loss or weight stops the run (exit 1) before anything of that epoch is saved or
+exported. A damaged training or validation record stops the run naming its shard and byte
+offset, unless --skip_corrupt_records.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -34,9 +41,17 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from tsn_keras import cli, distribute, input_pipeline, modalities, records, steps, visualize
+from tsn_keras import (
+    checkpoints,
+    cli,
+    distribute,
+    input_pipeline,
+    modalities,
+    records,
+    steps,
+    visualize,
+)
 from tsn_keras.config import (
-    CHECKPOINT_DIR,
     CLASSES_NAME,
     CONFIG_NAME,
     TrainConfig,
@@ -46,14 +61,19 @@ from tsn_keras.config import (
 from tsn_keras.models import build_tsn
 
 LOG_EVERY = 10  # steps between step-level TensorBoard scalars
-DATA_SEED_STRIDE = 7919  # a resumed run draws new batches: seed + stride * start epoch
+DATA_SEED_STRIDE = 7919  # epoch e reads its examples in the order of seed data_seed + stride * e
+PREEMPTED_STATUS = 143  # exit status after a SIGTERM (128 + 15, what the signal gives unhandled)
+
+
+class Preempted(Exception):
+    """SIGTERM stopped the run after saving a checkpoint of its last step."""
 
 
 def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains (or resumes) a TSN stream; returns the last epoch's metrics.
 
-    A model_dir with checkpoints is resumed from its last completed epoch (the steps of an
-    interrupted epoch are redone). The Keras mixed-precision policy is restored on return.
+    A model_dir with checkpoints is resumed from its newest intact checkpoint: at an epoch's
+    end, or mid-epoch after a SIGTERM. The Keras mixed-precision policy is restored on return.
 
     Args:
       config: the run's settings.
@@ -65,8 +85,10 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
       --skip_corrupt_records.
 
     Raises:
-      FloatingPointError: the loss became NaN or infinite.
+      FloatingPointError: a loss, validation loss or weight became NaN or infinite.
+      Preempted: SIGTERM arrived; a checkpoint of the last step was saved.
       records.DamagedRecordsError: a training or validation shard is damaged.
+      OSError: model_dir cannot be written (read-only, full).
       ValueError / FileNotFoundError: records missing or not matching the flags, or no intact
         checkpoint to resume from.
     """
@@ -98,7 +120,8 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
             "replicas": replicas,
             "conversion": manifest.get("config"),
         }
-        _write_run_files(config, run_data)
+        with checkpoints.writing(config.model_dir):
+            _write_run_files(config, run_data)
     if config.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(config.mixed_precision)
     if config.seed is not None:
@@ -108,36 +131,64 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
         model = build_tsn(config.tsn_config(len(classes), snippet_length))
         optimizer = steps.make_optimizer(config, steps_per_epoch)
     step_fns = steps.make_steps(model, optimizer, strategy, config, len(classes))
-    ckpt = _Checkpoints(config.model_dir, strategy, model, optimizer)
+    # Without --seed the data order is still fixed per run (drawn once, kept in the checkpoint)
+    # so that a resumed run can skip exactly the examples it trained on.
+    data_seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    with checkpoints.writing(config.model_dir):
+        ckpt = checkpoints.RunCheckpoints(config.model_dir, strategy, model, optimizer, data_seed)
     start_epoch = ckpt.epoch
     if start_epoch >= config.epochs:
         logging.info("Already trained %d of --epochs=%d.", start_epoch, config.epochs)
-    data = _Data(config, strategy, manifest, start_epoch)
+    data = _Data(config, strategy, manifest, ckpt.data_seed)
     writers = _writers(config.model_dir, chief)
     if chief and start_epoch < config.epochs:
-        _write_run_summaries(config, writers[0], ckpt.step, data.train_files)
+        with checkpoints.writing(config.model_dir):
+            _write_run_summaries(config, writers[0], ckpt.step, data.train_files)
 
     result = {"epoch": ckpt.epoch, "step": ckpt.step}
-    for epoch in range(start_epoch, config.epochs):
-        verbose = chief and config.verbose
-        totals, seconds = _train_epoch(step_fns, data, optimizer, steps_per_epoch, config, epoch,
-                                       ckpt.step, writers[0], verbose)  # fmt: skip
-        step = ckpt.step + steps_per_epoch
-        result = {"epoch": epoch + 1, "step": step}
-        result.update({f"train_{k}": v for k, v in _means(totals).items()})
-        _log_scalars(writers[0], step, result, "train_", epoch=epoch + 1,
-                     learning_rate=steps.current_lr(optimizer),
-                     clips_per_second=totals[3] / seconds)  # fmt: skip
-        if data.has_val and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
-            result.update({f"val_{k}": v for k, v in _validate(step_fns, data).items()})
-            _log_scalars(writers[1], step, result, "val_")
-        for writer in writers:
-            writer.flush()
-        ckpt.save(epoch + 1, step)
-        if verbose:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if "_" in k)
-            logging.info("epoch %d/%d: %s (%.1f clips/s)", epoch + 1, config.epochs, shown,
-                         totals[3] / seconds)  # fmt: skip
+    sigterm = checkpoints.Sigterm(enabled=config.strategy != "multi_worker")
+    with sigterm:
+        for epoch in range(start_epoch, config.epochs):
+            first = min(ckpt.epoch_step, steps_per_epoch) if epoch == start_epoch else 0
+            verbose = chief and config.verbose
+            position = (epoch, ckpt.step - first, first)  # epoch, its first step, steps done
+            totals, seconds, done = _train_epoch(step_fns, data, optimizer, steps_per_epoch,
+                                                 config, position, writers[0], verbose, ckpt,
+                                                 sigterm)  # fmt: skip
+            step = ckpt.step + done - first
+            if done < steps_per_epoch:  # SIGTERM mid-epoch
+                with checkpoints.writing(config.model_dir):
+                    path = ckpt.save(epoch, step, epoch_step=done)
+                raise Preempted(
+                    f"SIGTERM at epoch {epoch + 1}, step {done} of {steps_per_epoch} (global "
+                    f"step {step}): saved {path}; rerun the same command to resume there"
+                )
+            result = {"epoch": epoch + 1, "step": step}
+            result.update({f"train_{k}": v for k, v in _means(totals).items()})
+            _log_scalars(writers[0], step, result, "train_", epoch=epoch + 1,
+                         learning_rate=steps.current_lr(optimizer),
+                         clips_per_second=totals[3] / seconds)  # fmt: skip
+            if data.has_val and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+                result.update({f"val_{k}": v for k, v in _validate(step_fns, data).items()})
+                if not math.isfinite(result["val_loss"]):
+                    raise FloatingPointError(
+                        f"the validation loss is {result['val_loss']} after epoch {epoch + 1} "
+                        f"(global step {step}); {_stopped(ckpt)}"
+                    )
+                _log_scalars(writers[1], step, result, "val_")
+            with checkpoints.writing(config.model_dir):
+                for writer in writers:
+                    writer.flush()
+                path = ckpt.save(epoch + 1, step)
+            if verbose:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if "_" in k)
+                logging.info("epoch %d/%d: %s (%.1f clips/s)", epoch + 1, config.epochs, shown,
+                             totals[3] / seconds)  # fmt: skip
+            if sigterm.received and epoch + 1 < config.epochs:
+                raise Preempted(
+                    f"SIGTERM at the end of epoch {epoch + 1} (global step {step}): saved "
+                    f"{path}; rerun the same command to resume there"
+                )
 
     if config.skip_corrupt_records:
         result["skipped_records"] = data.skipped_records
@@ -147,6 +198,14 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
         result["export_dir"] = export.export_from_model_dir(config.model_dir, config.export_path)
         logging.info("Exported to %s", result["export_dir"])
     return result
+
+
+def _stopped(ckpt: checkpoints.RunCheckpoints) -> str:
+    """The end of a non-finite error: what was kept, and what to change."""
+    return (
+        "training stopped: nothing of this epoch is saved and nothing is exported. Last good "
+        f"checkpoint: {ckpt.latest or 'none'}. Lower --lr, set --clip_norm, or check the records"
+    )
 
 
 def _stored_facts(config: TrainConfig) -> tuple[dict, list[str], int]:
@@ -187,87 +246,6 @@ def _write_run_files(config: TrainConfig, run_data: dict) -> None:
         f.write("\n".join(run_data["classes"]) + "\n")
 
 
-def restore_latest_intact(checkpoint: tf.train.Checkpoint, ckpt_dir: str) -> str | None:
-    """Restores the newest checkpoint in ckpt_dir that reads back whole; returns its path.
-
-    A checkpoint whose files are truncated or damaged (a disk that filled, a copy cut short) is
-    named in a warning and the next older one is tried, so a run loses at most the epochs after
-    the newest intact checkpoint.
-
-    Returns:
-      the restored checkpoint's path, or None when ckpt_dir holds no checkpoint.
-
-    Raises:
-      ValueError: every checkpoint listed in ckpt_dir is damaged (names each one).
-    """
-    state = tf.train.get_checkpoint_state(ckpt_dir)
-    if state is None:
-        return None
-    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    if state.model_checkpoint_path not in paths:
-        paths.append(state.model_checkpoint_path)
-    paths = [p if os.path.isabs(p) else os.path.join(ckpt_dir, p) for p in paths]
-    damaged = []
-    for path in reversed(paths):  # newest first
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-            if damaged:
-                logging.warning("Resuming from %s, the newest intact checkpoint", path)
-            return path
-        except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
-            reason = getattr(e, "message", None) or str(e)
-            logging.warning(
-                "Checkpoint %s is damaged (%s); trying an older one", path, reason[:300]
-            )
-            damaged.append(f"{path}: {reason[:200]}")
-    raise ValueError(
-        f"Every checkpoint in {ckpt_dir} is damaged, so the run cannot resume: "
-        + "; ".join(damaged)
-        + f". Move {ckpt_dir} away to start the run from scratch."
-    )
-
-
-class _Checkpoints:
-    """The run's checkpoint (model, optimizer, epoch, step), restored on construction.
-
-    Every worker saves (a multi-worker save needs all of them); the chief into
-    <model_dir>/checkpoints, the others into a temporary folder deleted after each save.
-    """
-
-    def __init__(self, model_dir: str, strategy, model, optimizer):
-        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self._checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, epoch=self._epoch, step=self._step
-        )
-        ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
-        self._chief = distribute.is_chief(strategy)
-        self._write_dir = (
-            ckpt_dir
-            if self._chief
-            else os.path.join(ckpt_dir, f"worker_tmp_{distribute.task_id(strategy)}")
-        )
-        self._manager = tf.train.CheckpointManager(self._checkpoint, self._write_dir, 3)
-        restored = restore_latest_intact(self._checkpoint, ckpt_dir)
-        if restored:
-            logging.info("Resumed from %s (epoch %d, step %d)", restored, self.epoch, self.step)
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch.numpy())
-
-    @property
-    def step(self) -> int:
-        return int(self._step.numpy())
-
-    def save(self, epoch: int, step: int) -> None:
-        self._epoch.assign(epoch)
-        self._step.assign(step)
-        self._manager.save(checkpoint_number=epoch)
-        if not self._chief:
-            tf.io.gfile.rmtree(self._write_dir)
-
-
 # ---------------------------------------------------------------------------------------------
 # Data.
 
@@ -275,37 +253,18 @@ class _Checkpoints:
 class _Data:
     """The run's distributed training iterator and validation dataset."""
 
-    def __init__(self, config: TrainConfig, strategy, manifest: dict, start_epoch: int):
+    def __init__(self, config: TrainConfig, strategy, manifest: dict, data_seed: int):
         self.config = config
+        self.strategy = strategy
+        self.data_seed = data_seed
         self.train_files = input_pipeline.record_files(config.records, "train", config.modality)
         self.skipped_records = 0
         if config.skip_corrupt_records:
             counts = records.shard_counts(manifest, "train")
-            self.skipped_records = _report_damage(self.train_files, counts)
-        # A fresh data seed per (re)start so a resumed run does not replay the first batches.
-        seed = None if config.seed is None else config.seed + DATA_SEED_STRIDE * start_epoch
+            self.skipped_records = records.report_damage(self.train_files, counts)
         global_batch = config.batch_size
         replicas = strategy.num_replicas_in_sync
         workers = distribute.num_workers(strategy)
-
-        def train_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            return input_pipeline.make_dataset(
-                config.records,
-                "train",
-                config.modality,
-                config.num_segments,
-                global_batch,
-                training=True,
-                input_size=config.input_size,
-                seed=seed,
-                input_context=ctx,
-                more_fix_crop=config.more_fix_crop,
-                random_flip=config.random_flip,
-                shuffle_buffer=config.shuffle_buffer,
-                skip_corrupt_records=config.skip_corrupt_records,
-            )
-
-        self.train_iter = iter(strategy.distribute_datasets_from_function(train_fn))
         self.has_val = "test" in manifest["sets"] and config.val_every > 0
         self.val_steps = 0
         if not self.has_val:
@@ -326,36 +285,40 @@ class _Data:
                 input_size=config.input_size,
                 input_context=ctx,
                 pad_to_batches=self.val_steps * (replicas // workers),
+                skip_corrupt_records=config.skip_corrupt_records,
             )
 
         self.val_data = strategy.distribute_datasets_from_function(val_fn)
+        if config.skip_corrupt_records:
+            counts = records.shard_counts(manifest, "test")
+            self.skipped_records += records.report_damage(self.val_files, counts)
 
+    def train_iterator(self, epoch: int, skip_steps: int):
+        """Epoch `epoch`'s batches (its own seeded order), after the first skip_steps steps'."""
+        config = self.config
+        seed = self.data_seed + DATA_SEED_STRIDE * epoch
+        # Each input pipeline feeds global batch / workers examples per step.
+        skip = skip_steps * (config.batch_size // distribute.num_workers(self.strategy))
 
-def _report_damage(files: Sequence[str], counts: Sequence[int]) -> int:
-    """Logs the truncated shards --skip_corrupt_records reads around; returns records lost."""
-    lost = 0
-    for path, expected in zip(files, counts, strict=True):
-        complete, offset = records.scan_tfrecord(path)
-        if offset is not None:
-            lost += max(expected - complete, 1)
-            logging.warning(
-                "%s is damaged at byte %d: skipping its last %d of %d records "
-                "(--skip_corrupt_records)",
-                path,
-                offset,
-                max(expected - complete, 1),
-                expected,
+        def train_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            return input_pipeline.make_dataset(
+                config.records,
+                "train",
+                config.modality,
+                config.num_segments,
+                config.batch_size,
+                training=True,
+                input_size=config.input_size,
+                seed=seed,
+                input_context=ctx,
+                more_fix_crop=config.more_fix_crop,
+                random_flip=config.random_flip,
+                shuffle_buffer=config.shuffle_buffer,
+                skip_corrupt_records=config.skip_corrupt_records,
+                skip_examples=skip,
             )
-    return lost
 
-
-@contextlib.contextmanager
-def _damage_named(files: Sequence[str]):
-    """Turns TF's DataLossError (which names no file) into a DamagedRecordsError that does."""
-    try:
-        yield
-    except tf.errors.DataLossError as e:
-        raise records.damaged_records_error(files, e.message) from None
+        return iter(self.strategy.distribute_datasets_from_function(train_fn))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,8 +330,12 @@ def _means(totals: np.ndarray) -> dict:
     return {"loss": totals[0] / count, "top1": totals[1] / count, "top5": totals[2] / count}
 
 
-def _train_epoch(step_fns, data, optimizer, steps_per_epoch, config, epoch, step, writer, verbose):
-    """One epoch of training steps; returns the summed SUMS and the seconds it took."""
+def _train_epoch(step_fns, data, optimizer, steps_per_epoch, config, position, writer, verbose,
+                 ckpt, sigterm):  # fmt: skip
+    """Epoch training steps from position = (epoch, global step at its start, steps already
+    done); stops early after a SIGTERM. Returns the summed SUMS, the seconds and the steps done
+    of the epoch."""
+    epoch, epoch_start, first = position
     progbar = keras.utils.Progbar(
         steps_per_epoch,
         verbose=1 if verbose else 0,
@@ -376,24 +343,36 @@ def _train_epoch(step_fns, data, optimizer, steps_per_epoch, config, epoch, step
     )
     totals = np.zeros(len(steps.SUMS))
     start = time.perf_counter()
-    for i in range(steps_per_epoch):
-        with _damage_named(data.train_files):
-            sums = step_fns.train(data.train_iter).numpy()
-        if not np.isfinite(sums[0]):
-            raise FloatingPointError(
-                f"Loss is {sums[0] / max(sums[3], 1)} at epoch {epoch + 1}, step {i + 1} "
-                f"(lr {steps.current_lr(optimizer):g}); training stopped. Lower --lr, set "
-                f"--clip_norm, or check the records. Last good checkpoint: "
-                f"{tf.train.latest_checkpoint(os.path.join(config.model_dir, CHECKPOINT_DIR))}"
-            )
-        totals += sums
-        if (step + i + 1) % LOG_EVERY == 0:
-            with writer.as_default(step=step + i + 1):
-                tf.summary.scalar("batch_loss", sums[0] / sums[3])
-                tf.summary.scalar("learning_rate", steps.current_lr(optimizer))
-        means = _means(totals)
-        progbar.update(i + 1, [*means.items(), ("lr", steps.current_lr(optimizer))])
-    return totals, time.perf_counter() - start
+    train_iter = data.train_iterator(epoch, first)
+    try:
+        for i in range(first, steps_per_epoch):
+            if sigterm.received and i > first:  # after a step: no checkpoint is saved twice
+                return totals, time.perf_counter() - start, i
+            with records.damage_named(data.train_files):
+                sums = step_fns.train(train_iter).numpy()
+            if not np.all(np.isfinite(sums)) or sums[4]:
+                what = (
+                    "the weights are NaN or infinite after the update"
+                    if np.isfinite(sums[0])
+                    else f"the loss is {sums[0] / max(sums[3], 1)}"
+                )
+                raise FloatingPointError(
+                    f"{what} at epoch {epoch + 1}, step {i + 1} (global step "
+                    f"{epoch_start + i + 1}, lr {steps.current_lr(optimizer):g}); {_stopped(ckpt)}"
+                )
+            totals += sums
+            if (epoch_start + i + 1) % LOG_EVERY == 0:
+                with writer.as_default(step=epoch_start + i + 1):
+                    tf.summary.scalar("batch_loss", sums[0] / sums[3])
+                    tf.summary.scalar("learning_rate", steps.current_lr(optimizer))
+            means = _means(totals)
+            progbar.update(i + 1, [*means.items(), ("lr", steps.current_lr(optimizer))])
+    except (FloatingPointError, records.DamagedRecordsError):
+        if verbose:  # end the progress bar's line: the error gets a line of its own
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
+    return totals, time.perf_counter() - start, steps_per_epoch
 
 
 def _validate(step_fns, data: _Data) -> dict:
@@ -401,7 +380,7 @@ def _validate(step_fns, data: _Data) -> dict:
     val_iter = iter(data.val_data)
     totals = np.zeros(len(steps.SUMS))
     for _ in range(data.val_steps):
-        with _damage_named(data.val_files):
+        with records.damage_named(data.val_files):
             totals += step_fns.evaluate(val_iter).numpy()
     return _means(totals)
 
@@ -442,7 +421,7 @@ def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence
         shuffle_buffer=4,
         skip_corrupt_records=config.skip_corrupt_records,
     )
-    with _damage_named(files):
+    with records.damage_named(files):
         clips, _ = next(iter(ds))
     rows = "\n".join(f"| {k} | {v} |" for k, v in config.to_json().items())
     with writer.as_default(step=step):
@@ -468,7 +447,8 @@ def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Flags -> TrainConfig -> run(). Exit status 0 done, 1 failed, 2 bad flags or inputs."""
+    """Flags -> TrainConfig -> run(). Exit status 0 done, 1 failed (a damaged shard, a NaN, an
+    unwritable --model_dir), 2 bad flags or inputs, 143 stopped by SIGTERM (checkpoint saved)."""
     argv = sys.argv if argv is None else argv
     fv = flags.FlagValues()
     define_flags(fv)
@@ -487,9 +467,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FloatingPointError, records.DamagedRecordsError) as e:
+    except (FloatingPointError, records.DamagedRecordsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Preempted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return PREEMPTED_STATUS
     logging.info("Done: %s", result)
     return 0
 
