@@ -10,7 +10,6 @@ sizes that cannot fit in memory.
 import dataclasses
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -99,3 +98,150 @@ def test_sigterm_mid_epoch_saves_and_the_rerun_continues_as_if_unbroken(records_
     assert ours.keys() == theirs.keys() and len(ours) > 10
     for name, value in theirs.items():
         np.testing.assert_array_equal(ours[name], value, err_msg=name)
+
+
+def test_a_damaged_state_file_resumes_from_the_files_and_rotates_nothing_unread(
+    records_dir, tmp_path
+):
+    model_dir = tmp_path / "run"
+    cmd = _command(records_dir, model_dir, "--steps_per_epoch=2")  # the last flag counts
+    first = _run([*cmd, "--epochs=4"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpt_dir = _ckpt_dir(model_dir)
+    assert sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".index")) == [
+        "ckpt-4.index", "ckpt-6.index", "ckpt-8.index",
+    ]  # fmt: skip
+    with open(os.path.join(ckpt_dir, "checkpoint"), "a") as f:
+        f.write("garbage {{{\n")
+    second = _run([*cmd, "--epochs=6"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "checkpoint cannot be read" in second.stderr
+    assert f"Resuming from {os.path.join(ckpt_dir, 'ckpt-8')}" in second.stderr
+    final = tf.train.latest_checkpoint(ckpt_dir)
+    assert (_value(final, "epoch"), _value(final, "step")) == (6, 12)  # no restart at epoch 1
+    # ckpt-4 and ckpt-6 were not read: they stay; ckpt-8 (read) rotates as usual later.
+    for number in (4, 6, 8, 10, 12):
+        assert os.path.exists(os.path.join(ckpt_dir, f"ckpt-{number}.index")), number
+
+
+def test_nan_weights_stop_the_command_with_one_error_line_and_no_export(records_dir, tmp_path):
+    model_dir, export_dir = tmp_path / "nan", tmp_path / "export"
+    cmd = _command(records_dir, model_dir, "--lr=1e308", "--clip_norm=0", "--epochs=2",
+                   f"--export_dir={export_dir}")  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    done = subprocess.run(  # the progress bar (stdout) and the error (stderr) interleaved
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:]
+    errors = [line for line in done.stdout.splitlines() if "NaN or infinite" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: "), done.stdout[-3000:]
+    assert "NaN or infinite after the update at epoch 1, step 1 " in errors[0]
+    assert "Last good checkpoint: none" in errors[0]
+    assert not export_dir.exists() and tf.train.latest_checkpoint(_ckpt_dir(model_dir)) is None
+
+
+def _tiny_config(records_dir, model_dir, **overrides):
+    fields = dict(
+        records=records_dir, model_dir=str(model_dir), backbone="tiny", input_size=32,
+        batch_size=4, epochs=1, steps_per_epoch=2, strategy="one_device", export_dir="",
+        seed=0, verbose=False, val_every=1, shuffle_buffer=4,
+    )  # fmt: skip
+    return config.TrainConfig.for_modality(**{**fields, **overrides})
+
+
+def test_a_nan_validation_loss_stops_before_saving_or_exporting(records_dir, tmp_path, monkeypatch):
+    nan = {"loss": math.nan, "top1": 0.0, "top5": 1.0}
+    monkeypatch.setattr(train, "_validate", lambda step_fns, data: nan)
+    run_config = _tiny_config(records_dir, tmp_path / "run", export_dir=str(tmp_path / "x"))
+    with pytest.raises(FloatingPointError, match="validation loss is nan after epoch 1"):
+        train.run(run_config)
+    assert tf.train.latest_checkpoint(_ckpt_dir(tmp_path / "run")) is None
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(records_dir, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("trained") / "run"
+    train.run(_tiny_config(records_dir, model_dir))
+    return str(model_dir)
+
+
+def test_export_refuses_non_finite_weights(trained, tmp_path, capsys):
+    model, *_ = export.restore_from_model_dir(trained)
+    model.weights[0].assign(np.full(model.weights[0].shape, np.nan, np.float32))
+    nan_dir = tmp_path / "nan_run"
+    os.makedirs(nan_dir / config.CHECKPOINT_DIR)
+    for name in (config.CONFIG_NAME, config.CLASSES_NAME):
+        (nan_dir / name).write_bytes(open(os.path.join(trained, name), "rb").read())
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), _ckpt_dir(nan_dir), 1)
+    manager.save(checkpoint_number=2)
+    argv = ["export", f"--model_dir={nan_dir}", f"--export_dir={tmp_path / 'export'}"]
+    assert export.main(argv) == 1
+    assert "NaN or infinite values" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["nan_run"]  # no export, no temporary folder
+
+
+def test_a_failed_export_leaves_no_half_written_folder_and_keeps_the_older_one(
+    trained, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "export"
+    argv = ["export", f"--model_dir={trained}", f"--export_dir={out}"]
+    assert export.main(argv) == 0
+    before = (out / "saved_model.pb").read_bytes()
+
+    def full_disk(self, path, *args, **kwargs):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(keras_model_class(), "save", full_disk)
+    assert export.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot write the export to {out}: [Errno 28] No space left on "
+                   f"device: '{out}.incomplete/model.keras'"]  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["export"]  # no .incomplete folder left
+    assert (out / "saved_model.pb").read_bytes() == before and (out / "model.keras").exists()
+
+
+def keras_model_class():
+    import keras
+
+    return keras.Model
+
+
+def test_an_unwritable_model_dir_is_one_error_line(records_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    done = _run(_command(records_dir, blocker / "run", "--epochs=1"))
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith(f"error: cannot write to --model_dir {blocker / 'run'}")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flag", ["--input_size=100000", "--num_segments=1000000", "--seed=-5", "--consensus=topk:5"]
+)
+def test_impossible_sizes_and_bad_values_are_refused_naming_the_flag(tmp_path, capsys, flag):
+    argv = ["train", f"--records={tmp_path}", f"--model_dir={tmp_path / 'm'}", flag]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag.split('=')[0]}") or f"{flag}" in err.splitlines()[0]
+    if "size" in flag or "segments" in flag:
+        assert "more than this machine's" in err and "GiB of memory" in err
+    assert not (tmp_path / "m").exists()  # refused before anything was written
+
+
+def test_a_damaged_test_shard_is_skipped_in_validation_with_the_flag(tmp_path):
+    records_dir = write_records(str(tmp_path / "records"), num_train=8, num_test=4, shards=2)
+    shard = sorted((tmp_path / "records").glob("test-rgb-00001-*"))[0]
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) * 6 // 10)
+    run_config = _tiny_config(records_dir, tmp_path / "run")
+    with pytest.raises(train.records.DamagedRecordsError, match=f"{shard} is truncated"):
+        train.run(run_config)
+    skipping = dataclasses.replace(
+        run_config, skip_corrupt_records=True, model_dir=str(tmp_path / "skip")
+    )
+    result = train.run(skipping)
+    assert result["epoch"] == 1 and result["skipped_records"] == 1
+    assert math.isfinite(result["val_loss"])
