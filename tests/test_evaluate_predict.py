@@ -182,3 +182,30 @@ def test_predict_in_several_passes_gives_the_same_answers(trained, monkeypatch):
         assert [t["label"] for t in a["top5"]] == [t["label"] for t in b["top5"]]
         scores = [[t["score"] for t in r["top5"]] for r in (a, b)]
         np.testing.assert_allclose(*scores, atol=1e-6)
+
+
+def test_evaluate_command_names_a_truncated_test_shard_or_skips_it(trained, tmp_path):
+    import shutil
+
+    records_dir = tmp_path / "records"
+    shutil.copytree(trained["records"], records_dir)
+    shard = sorted(records_dir.glob("test-rgb-*"))[0]
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) * 6 // 10)
+    complete, offset = records.scan_tfrecord(str(shard))
+    cmd = [sys.executable, "-m", "tsn_keras.evaluate", f"--model_dir={trained['model_dir']}",
+           f"--records={records_dir}", "--num_segments=2", "--crops=1", "--noprogress",
+           f"--output_dir={tmp_path / 'eval'}"]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    failed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert failed.returncode == 1
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert lines[0].startswith(f"error: {shard} is truncated at byte {offset}")
+    skipped = subprocess.run(
+        [*cmd, "--skip_corrupt_records"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    lost = len(trained["split"].test) - complete
+    assert f"{complete} videos in" in skipped.stdout
+    assert f"{lost} damaged records skipped (--skip_corrupt_records)" in skipped.stdout

@@ -33,9 +33,11 @@ modality.
 Writes <out>/{train,test}-<modality>-NNNNN-of-NNNNN.tfrecord (each modality in its own files,
 so training one stream reads only its bytes), <out>/manifest.json and <out>/failures.txt
 (`--out` defaults to tfrecords/<dataset>_split<N>). Rerunning the same command resumes: finished
-shards are kept, unfinished ones redone. Videos that cannot be decoded (or decode fewer than
---min_decoded_fraction of the frames their container declares) are skipped and listed. Several
-machines can share the work with `--shard_index k --num_shards_total M` on one shared --out.
+shards are kept, unfinished ones redone; --retry_failed also redoes the finished shards that
+hold failed videos (a worker killed by the out-of-memory killer). Videos that cannot be decoded
+(or decode fewer than --min_decoded_fraction of the frames their container declares) are
+skipped and listed. Several machines can share the work with `--shard_index k
+--num_shards_total M` on one shared --out.
 Record format: tsn_keras/records.py.
 
 Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
@@ -130,6 +132,12 @@ def _define_run_flags(fv: flags.FlagValues) -> None:
     )
     flags.DEFINE_list("subsets", ["train", "test"], "Subsets to convert.", flag_values=fv)
     flags.DEFINE_bool("progress", True, "Progress line on stderr.", flag_values=fv)
+    flags.DEFINE_bool(
+        "retry_failed",
+        False,
+        "Also redo the finished shards that hold failed videos (a rerun keeps them otherwise).",
+        flag_values=fv,
+    )
 
 
 def _check_out(out: str) -> None:
@@ -167,6 +175,10 @@ def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> tuple[list[str], Conver
     unknown = sorted(set(fv.subsets) - set(SUBSETS))
     if unknown:
         raise flags.Error(f"--subsets must be among {list(SUBSETS)}. Received: {unknown}")
+    for name, low, meaning in (("workers", 0, "0 = all cores"), ("num_shards", 0, "0 = automatic"),
+                               ("num_shards_total", 1, "machines")):  # fmt: skip
+        if fv[name].value < low:
+            raise flags.Error(f"--{name} must be >= {low} ({meaning}). Received: {fv[name].value}")
     try:
         config = ConvertConfig(
             modalities=tuple(fv.modalities),
@@ -212,7 +224,7 @@ def _run(
     return convert(
         subsets, out, config, split.classes, num_shards=fv.num_shards,
         workers=fv.workers, slice_index=fv.shard_index, num_slices=fv.num_shards_total,
-        info=info, progress=fv.progress,
+        info=info, progress=fv.progress, retry_failed=fv.retry_failed,
     )  # fmt: skip
 
 
@@ -249,5 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"failed (see {os.path.join(out, FAILURES_NAME)}), {len(manifest['short_videos'])} "
         "stored short of their declared frames"
         + ("" if manifest["complete"] else "; other slices still to do (--shard_index)")
+        + (
+            "; a rerun keeps the shards that hold failures: add --retry_failed to convert "
+            "them again"
+            if manifest["failures"] and not fv.retry_failed
+            else ""
+        )
     )
     return 1 if manifest["failures"] else 0

@@ -132,6 +132,11 @@ def shard_done(out_dir: str, shard: Shard) -> bool:
     return side.get("digest") == shard.digest and shard.finished(out_dir)
 
 
+def _failed(out_dir: str, shard: Shard) -> bool:
+    """Whether a finished shard's sidecar lists videos that failed."""
+    return bool((_read_sidecar(out_dir, shard.name) or {}).get("failures"))
+
+
 def convert(
     subsets: Mapping[str, Sequence[VideoJob]],
     out_dir: str,
@@ -143,6 +148,7 @@ def convert(
     num_slices: int = 1,
     info: Mapping | None = None,
     progress: bool = True,
+    retry_failed: bool = False,
 ) -> ConvertReport:
     """Converts videos to sharded TFRecords in `out_dir`, resuming a previous run.
 
@@ -158,6 +164,8 @@ def convert(
       num_slices: how many slices (machines) share the work.
       info: extra manifest fields, e.g. {"dataset": ..., "split": ..., "flags": {...}}.
       progress: print the progress line on stderr.
+      retry_failed: also redo the finished shards whose sidecar lists failed videos (a worker
+        killed by the out-of-memory killer, say); without it they are kept as they are.
 
     Returns:
       ConvertReport with the manifest written to `<out_dir>/manifest.json`.
@@ -175,7 +183,9 @@ def convert(
 
     shards = plan_shards(subsets, config, num_shards)
     mine = [s for s in shards if s.index % num_slices == slice_index]
-    pending = [s for s in mine if not shard_done(out_dir, s)]
+    pending = [
+        s for s in mine if not shard_done(out_dir, s) or (retry_failed and _failed(out_dir, s))
+    ]
     report = ConvertReport(manifest={}, skipped_shards=[s.name for s in mine if s not in pending])
 
     tasks = [job for s in pending for job in s.jobs]
@@ -352,12 +362,16 @@ def plan_shards(
     Args:
       subsets: jobs per subset name.
       config: what to store (part of each shard's digest).
-      num_shards: shards per subset (int for all, or per subset); 0 = `auto_num_shards`.
+      num_shards: shards per subset (int for all, or per subset); 0 = `auto_num_shards`; at
+        most one per video.
     """
     config_digest = config.digest()
     shards: list[Shard] = []
     for subset, jobs in subsets.items():
         count = num_shards.get(subset, 0) if isinstance(num_shards, Mapping) else num_shards
+        if count > max(len(jobs), 1):  # more shards than videos would write empty files
+            warn(f"--num_shards={count} > {len(jobs)} {subset} videos: writing {len(jobs)} shards")
+            count = max(len(jobs), 1)
         count = count or auto_num_shards(len(jobs))
         for index, shard_jobs in enumerate(assign_shards(jobs, count)):
             key = [config_digest, [[j.video_id, j.label, j.label_text] for j in shard_jobs]]
