@@ -245,3 +245,28 @@ def test_a_damaged_test_shard_is_skipped_in_validation_with_the_flag(tmp_path):
     result = train.run(skipping)
     assert result["epoch"] == 1 and result["skipped_records"] == 1
     assert math.isfinite(result["val_loss"])
+
+
+@pytest.fixture
+def small_disk(tmp_path, request):
+    """A tmpfs mounted with `request.param` options (root only; skipped elsewhere)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    options = f"size=48k,{request.param}" if request.param else "size=48k"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("small_disk", ["", "ro"], indirect=True, ids=["full", "read_only"])
+def test_a_full_or_read_only_model_dir_is_one_error_line(records_dir, small_disk):
+    done = _run(_command(records_dir, small_disk / "run", "--epochs=2"))
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"error: cannot write to --model_dir {small_disk / 'run'}: ")
+    assert "Traceback" not in done.stderr
+    assert not list(small_disk.glob("run/checkpoints/*_temp"))  # no half-written checkpoint

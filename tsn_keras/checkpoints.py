@@ -210,7 +210,13 @@ class RunCheckpoints:
         """Saves as ckpt-<step>; returns its path (the chief's)."""
         for name, value in (("epoch", epoch), ("step", step), ("epoch_step", epoch_step)):
             self._vars[name].assign(value)
-        path = self._manager.save(checkpoint_number=step)
+        try:
+            path = self._manager.save(checkpoint_number=step)
+        except BaseException:  # a full disk: remove TensorFlow's half-written temp folder
+            for temp in tf.io.gfile.glob(os.path.join(self._write_dir, f"ckpt-{step}_temp")):
+                with contextlib.suppress(tf.errors.OpError):
+                    tf.io.gfile.rmtree(temp)
+            raise
         if not self._chief:
             tf.io.gfile.rmtree(self._write_dir)
         return os.path.join(self.dir, os.path.basename(path))
@@ -243,16 +249,21 @@ class Sigterm:
 
 
 @contextlib.contextmanager
-def writing(model_dir: str):
-    """Turns TensorFlow's file errors while writing the run's files into an OSError naming
-    --model_dir (a read-only folder, a full disk)."""
+def writing(path: str, flag: str = "--model_dir"):
+    """Turns the file errors of writing the run's files (a read-only folder, a full disk) into
+    one OSError naming the flag and folder."""
     write_errors = (
         tf.errors.PermissionDeniedError,  # a read-only folder
         tf.errors.ResourceExhaustedError,  # a full disk
         tf.errors.FailedPreconditionError,  # a file where a folder should be
         tf.errors.UnknownError,
+        OSError,  # from Python's and Keras' own writes
     )
     try:
         yield
+    except FileNotFoundError:  # a missing input (records), not a failed write
+        raise
     except write_errors as e:
-        raise OSError(f"cannot write to --model_dir {model_dir}: {e.message}") from None
+        reason = getattr(e, "message", None) or str(e)
+        reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", reason)  # TF's
+        raise OSError(f"cannot write to {flag} {path}: {reason}") from None

@@ -195,7 +195,10 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
     if chief and config.export_path:
         from tsn_keras import export  # export reads tsn_keras.config, never this module
 
-        result["export_dir"] = export.export_from_model_dir(config.model_dir, config.export_path)
+        with checkpoints.writing(config.export_path, "--export_dir"):
+            result["export_dir"] = export.export_from_model_dir(
+                config.model_dir, config.export_path
+            )
         logging.info("Exported to %s", result["export_dir"])
     return result
 
