@@ -707,13 +707,16 @@ def format_dataset_summary(summary: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line: parses the flags, writes the dataset, prints the summary.
 
-    The flags live on a private FlagValues made here, so importing this module defines no global
-    flags (later commands import the library and define their own).
-
     Returns:
-      0 on success, 2 on a bad flag (the message names it).
+      0 on success, 1 when writing failed (an unwritable or full --out), 2 on a bad flag (the
+      message names it; parameter names are the flag names: "width must be ..." is --width).
     """
-    argv = sys.argv if argv is None else argv
+    return cli.run(_main, argv, usage_errors=(ValueError,), failures=(RuntimeError,))
+
+
+def _main(argv: list[str]) -> int:
+    # The flags live on a private FlagValues made here, so importing this module defines no
+    # global flags (later commands import the library and define their own).
     fv = flags.FlagValues()
     flags.DEFINE_string("out", None, "Folder to write (the video root).", flag_values=fv)
     flags.DEFINE_integer(
@@ -737,11 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     flags.mark_flag_as_required("out", flag_values=fv)
     usage = f"usage: python -m tsn_keras.synthetic --out DIR [flags]\n\n{__doc__}"
-    try:
-        if cli.parse_flags(fv, argv, usage) is None:
-            return 0
-    except flags.Error as e:
-        return cli.usage_error(e)
+    if cli.parse_flags(fv, argv, usage) is None:
+        return 0
     try:
         summary = write_dataset(
             fv.out,
@@ -757,10 +757,8 @@ def main(argv: list[str] | None = None) -> int:
             test_fraction=fv.test_fraction,
             jitter_fraction=fv.jitter_fraction,
         )
-    except ValueError as e:
-        # Parameter names are the flag names: "width must be ..." is about --width.
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # not a traceback: the folder is read-only, or the disk full
+        raise cli.Failure(f"--out {fv.out}: cannot write {e.filename or ''}: {e.strerror}") from e
     print(format_dataset_summary(summary))
     return 0
 
