@@ -68,6 +68,7 @@ import numpy as np
 from absl import flags
 
 from tsn_keras import cli, records
+from tsn_keras import manifest as manifest_lib
 from tsn_keras import video as video_lib
 
 # Colour names and a reference RGB colour for each; only the reference's hue (its direction in
@@ -367,7 +368,7 @@ def write_records(
       modalities: what the examples hold.
       num_shards: shards per subset.
       combined: write the older one-file-per-shard layout.
-      **manifest_fields: extra manifest keys (snippets, snippet_length, flow, height, ...).
+      **manifest_fields: other `manifest.Manifest` fields (snippets, snippet_length, flow, ...).
 
     Returns:
       out_dir.
@@ -376,7 +377,7 @@ def write_records(
 
     os.makedirs(out_dir, exist_ok=True)
     parts = {None: None} if combined else {m: m for m in modalities}
-    manifest_sets = {}
+    subsets = {}
     for subset, examples in sets.items():
         shards = []
         for s in range(num_shards):
@@ -388,22 +389,21 @@ def write_records(
                         if m is not None:  # this modality's feature lists only
                             encoded = {k: v for k, v in encoded.items() if k.rsplit("_", 1)[0] == m}
                         writer.write(records.serialize_example(info, encoded))
-            entry = {"file": files[None]} if combined else {"files": files}
-            shards.append({**entry, "num_examples": len(examples[s::num_shards])})
-        manifest_sets[subset] = {"num_examples": len(examples), "shards": shards, "complete": True}
-    manifest = {
-        "dataset": "synthetic",
-        "split": 1,
-        "classes": list(classes),
-        "modalities": list(modalities),
+            count = len(examples[s::num_shards])
+            if combined:
+                shards.append(manifest_lib.Shard({}, count, combined_file=files[None]))
+            else:
+                shards.append(manifest_lib.Shard(files, count))
+        subsets[subset] = manifest_lib.Subset(tuple(shards), num_shards)
+    manifest_lib.Manifest(
+        classes=tuple(classes),
+        modalities=tuple(modalities),
+        sets=subsets,
+        dataset="synthetic",
+        split=1,
+        extra={"flags": {}},
         **manifest_fields,
-        "sets": manifest_sets,
-        "failures": [],
-        "warped_flow_fallbacks": 0,
-        "flags": {},
-    }
-    with open(os.path.join(out_dir, records.MANIFEST_NAME), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
+    ).write(out_dir)
     return out_dir
 
 
