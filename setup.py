@@ -44,6 +44,19 @@ setup(
         "tensorboard>=2.21",
         "numpy>=1.26",
     ],
+    # The same commands as `python -m tsn_keras.X` (and scripts/make_tfrecords.py).
+    entry_points={
+        "console_scripts": [
+            "tsn-convert=tsn_keras.convert.command:main",
+            "tsn-splits=tsn_keras.splits.command:main",
+            "tsn-synthetic=tsn_keras.synthetic:main",
+            "tsn-train=tsn_keras.train:main",
+            "tsn-evaluate=tsn_keras.evaluate:main",
+            "tsn-fuse=tsn_keras.fuse:main",
+            "tsn-export=tsn_keras.export:main",
+            "tsn-predict=tsn_keras.predict:main",
+        ]
+    },
     extras_require={
         "cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "convert": ["torch>=2.13"],

@@ -10,7 +10,7 @@ result with `tsn_keras.models.BNInception(weights=...)`, or for a TSN checkpoint
 
 import sys
 
-from tsn_keras.models.weights import main
+from tsn_keras import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_module("tsn_keras.models.weights"))

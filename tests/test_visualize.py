@@ -103,6 +103,8 @@ def test_input_grid_flow_shows_colour_beside_x_and_y():
     assert np.all(x == 228) and np.all(y == 128)  # the raw channels as gray
     with pytest.raises(ValueError, match="B, K > 0"):
         visualize.input_grid(np.zeros((1, 0, s, s, 4), np.uint8), "flow")
+    with pytest.raises(ValueError, match="modality must be one of .*Received: modality='depth'"):
+        visualize.input_grid(clips, "depth")
 
 
 def test_evaluate_writes_both_pictures(tmp_path):

@@ -7,10 +7,143 @@ error (a bad flag or input, reported by `usage_error` as one `error:` line). Lis
 both `--x a,b` and `--x a b`.
 """
 
+import importlib
+import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 
 from absl import flags
+
+
+class UsageError(Exception):
+    """Bad usage (a flag, an input file or folder): `run` prints it as one line, exit 2."""
+
+
+class Failure(Exception):
+    """The work failed (a damaged shard, a NaN loss, a full disk): one line, exit 1."""
+
+
+# Lines that TensorFlow's and XLA's C++ code writes straight to file descriptor 2 when it loads
+# (before Python's logging exists, so no environment variable hides them on TF 2.21): the CUDA
+# stubs of a CPU-only machine, the CPU-feature notice, absl's pre-initialisation banner.
+NATIVE_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|cudart_stub\.cc|cuda_platform\.cc|"
+    r"cuda_(dnn|fft|blas)\.cc.*Unable to register|computation_placer\.cc.*already registered|"
+    r"cpu_feature_guard\.cc|^To enable the following instructions:|TF-TRT Warning|"
+    r"oneDNN custom operations are on|failed call to cuInit|Could not find cuda drivers|"
+    r"Unable to register cu(DNN|FFT|BLAS) factory"
+)
+
+
+def is_command_line() -> bool:
+    """Whether this process runs one of our commands: `python -m tsn_keras.X` or a `tsn-*` script.
+
+    `sys.orig_argv` keeps `-m` and the module's name (sys.argv[0] is "-m" only while the
+    package is being found), so a program of someone else's that imports tsn_keras is never
+    touched.
+    """
+    orig = list(getattr(sys, "orig_argv", []))
+    if "-m" in orig[:-1] and orig[orig.index("-m") + 1].split(".")[0] == "tsn_keras":
+        return True
+    return bool(sys.argv) and os.path.basename(sys.argv[0]).startswith("tsn-")
+
+
+_quiet = False
+
+
+def quiet_native_logs() -> None:
+    """Drops TensorFlow's known start-up noise from this process's file descriptor 2.
+
+    A command calls this before TensorFlow loads (`tsn_keras/__init__.py` does, for `python -m
+    tsn_keras.X` and the `tsn-*` scripts; `--verbose` skips it). Python's own `sys.stderr`
+    keeps the real stream, so `error:` lines and tracebacks never wait on the filter. Native
+    writes to descriptor 2 go through a pipe to a forked filter process that drops the lines
+    matching `NATIVE_NOISE` and passes every other line on. A process, not a thread, so that a
+    native crash message (`F ... Check failed`) is still passed on after this one aborts; it
+    ignores Ctrl-C and ends when every writer (this process and its children) has closed the
+    pipe.
+    """
+    global _quiet
+    if _quiet or os.name != "posix" or "--verbose" in sys.argv[1:]:
+        return
+    _quiet = True
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    sys.stderr.flush()
+    if os.fork() == 0:  # the filter
+        os.close(write_end)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with os.fdopen(read_end, "rb") as lines, os.fdopen(real, "wb", buffering=0) as out:
+            for line in lines:
+                if not NATIVE_NOISE.search(line.decode("utf-8", "replace")):
+                    out.write(line)
+        os._exit(0)
+    os.close(read_end)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    os.set_inheritable(real, False)
+    sys.stderr = os.fdopen(real, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    sys.__stderr__ = sys.stderr
+
+
+def run_module(module: str) -> int:
+    """Runs `module`'s `main` as a command (the thin scripts in scripts/ use it).
+
+    The module is imported here, after `quiet_native_logs`, so that TensorFlow's start-up lines
+    are filtered for the scripts as they are for `python -m`.
+    """
+    quiet_native_logs()
+    return importlib.import_module(module).main()
+
+
+def run(
+    command: Callable[[list[str]], int | None],
+    argv: Sequence[str] | None = None,
+    usage_errors: tuple[type[BaseException], ...] = (),
+    failures: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Runs a command's body and turns how it ended into the exit status.
+
+    Every command's `main(argv=None)` is `return cli.run(_main, argv, ...)`. The statuses:
+    0 done (or what the body returned), 1 failed work (`Failure`, `failures`, any other
+    `OSError`: a full disk, a read-only folder), 2 bad usage (`flags.Error`, which also
+    points to --help, `UsageError`, `usage_errors`), 130 Ctrl-C. Each is reported as one
+    `error:` line on stderr; `--verbose` (any command) also prints the traceback and keeps
+    TensorFlow's start-up lines.
+
+    Args:
+      command: the body; takes the program name and its arguments, returns a status or None.
+      argv: the command line (default `sys.argv`).
+      usage_errors: the command's exceptions that mean bad input (e.g. `FileNotFoundError`
+        for a missing --model_dir), checked first.
+      failures: the command's exceptions that mean failed work.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    verbose = "--verbose" in argv[1:]
+    argv = [a for i, a in enumerate(argv) if i == 0 or a != "--verbose"]
+    try:
+        status = command(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except flags.Error as e:
+        return usage_error(e)
+    except (UsageError, *usage_errors) as e:
+        return _error(e, 2, verbose)
+    except (Failure, *failures, OSError) as e:
+        return _error(e, 1, verbose)
+    return 0 if status is None else int(status)
+
+
+def _error(error: BaseException, status: int, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exc()
+    print(f"error: {error}", file=sys.stderr)
+    return status
 
 
 def expand_space_separated(argv: Sequence[str], names: Sequence[str]) -> list[str]:

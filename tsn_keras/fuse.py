@@ -143,12 +143,13 @@ def fuse_files(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns the exit status (0 ok, 2 bad flags or files).
+    """Command line; returns the exit status (0 ok, 2 bad flags or files)."""
+    return cli.run(_main, argv, usage_errors=(ValueError, FileNotFoundError))
 
-    The flags live on a private FlagValues so that importing this module (evaluate does, for
-    save_scores) defines no global flags.
-    """
-    argv = sys.argv if argv is None else argv
+
+def _main(argv: list[str]) -> int:
+    # The flags live on a private FlagValues so that importing this module (evaluate does, for
+    # save_scores) defines no global flags.
     fv = flags.FlagValues()
     flags.DEFINE_list("scores", None, "Scores .npz files (from evaluate).", flag_values=fv)
     flags.DEFINE_list(
@@ -162,19 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "out", None, "Optional: write the fused scores (.npz) here.", flag_values=fv
     )
     flags.DEFINE_string("json", None, "Optional: write the table as JSON here.", flag_values=fv)
-    try:
-        if cli.parse_flags(fv, argv, __doc__) is None:
-            return 0
-        if not fv.scores:
-            raise flags.Error("--scores is required: two or more .npz files from evaluate")
-        weights = cli.float_list(fv.weights, "weights")
-    except flags.Error as e:
-        return cli.usage_error(e)
-    try:
-        rows, fused, ref = fuse_files(fv.scores, weights, normalize=not fv.raw_scores)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if cli.parse_flags(fv, argv, __doc__) is None:
+        return 0
+    if not fv.scores:
+        raise flags.Error("--scores is required: two or more .npz files from evaluate")
+    weights = cli.float_list(fv.weights, "weights")
+    rows, fused, ref = fuse_files(fv.scores, weights, normalize=not fv.raw_scores)
     print(metrics.format_table(rows))
     if fv.out:
         save_scores(fv.out, ref["video_ids"], ref["labels"], fused, ref["class_names"], "fused")

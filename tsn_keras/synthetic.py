@@ -68,6 +68,7 @@ import numpy as np
 from absl import flags
 
 from tsn_keras import cli, records
+from tsn_keras import manifest as manifest_lib
 from tsn_keras import video as video_lib
 
 # Colour names and a reference RGB colour for each; only the reference's hue (its direction in
@@ -367,7 +368,7 @@ def write_records(
       modalities: what the examples hold.
       num_shards: shards per subset.
       combined: write the older one-file-per-shard layout.
-      **manifest_fields: extra manifest keys (snippets, snippet_length, flow, height, ...).
+      **manifest_fields: other `manifest.Manifest` fields (snippets, snippet_length, flow, ...).
 
     Returns:
       out_dir.
@@ -376,7 +377,7 @@ def write_records(
 
     os.makedirs(out_dir, exist_ok=True)
     parts = {None: None} if combined else {m: m for m in modalities}
-    manifest_sets = {}
+    subsets = {}
     for subset, examples in sets.items():
         shards = []
         for s in range(num_shards):
@@ -388,22 +389,21 @@ def write_records(
                         if m is not None:  # this modality's feature lists only
                             encoded = {k: v for k, v in encoded.items() if k.rsplit("_", 1)[0] == m}
                         writer.write(records.serialize_example(info, encoded))
-            entry = {"file": files[None]} if combined else {"files": files}
-            shards.append({**entry, "num_examples": len(examples[s::num_shards])})
-        manifest_sets[subset] = {"num_examples": len(examples), "shards": shards, "complete": True}
-    manifest = {
-        "dataset": "synthetic",
-        "split": 1,
-        "classes": list(classes),
-        "modalities": list(modalities),
+            count = len(examples[s::num_shards])
+            if combined:
+                shards.append(manifest_lib.Shard({}, count, combined_file=files[None]))
+            else:
+                shards.append(manifest_lib.Shard(files, count))
+        subsets[subset] = manifest_lib.Subset(tuple(shards), num_shards)
+    manifest_lib.Manifest(
+        classes=tuple(classes),
+        modalities=tuple(modalities),
+        sets=subsets,
+        dataset="synthetic",
+        split=1,
+        extra={"flags": {}},
         **manifest_fields,
-        "sets": manifest_sets,
-        "failures": [],
-        "warped_flow_fallbacks": 0,
-        "flags": {},
-    }
-    with open(os.path.join(out_dir, records.MANIFEST_NAME), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
+    ).write(out_dir)
     return out_dir
 
 
@@ -707,13 +707,16 @@ def format_dataset_summary(summary: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line: parses the flags, writes the dataset, prints the summary.
 
-    The flags live on a private FlagValues made here, so importing this module defines no global
-    flags (later commands import the library and define their own).
-
     Returns:
-      0 on success, 2 on a bad flag (the message names it).
+      0 on success, 1 when writing failed (an unwritable or full --out), 2 on a bad flag (the
+      message names it; parameter names are the flag names: "width must be ..." is --width).
     """
-    argv = sys.argv if argv is None else argv
+    return cli.run(_main, argv, usage_errors=(ValueError,), failures=(RuntimeError,))
+
+
+def _main(argv: list[str]) -> int:
+    # The flags live on a private FlagValues made here, so importing this module defines no
+    # global flags (later commands import the library and define their own).
     fv = flags.FlagValues()
     flags.DEFINE_string("out", None, "Folder to write (the video root).", flag_values=fv)
     flags.DEFINE_integer(
@@ -737,11 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     flags.mark_flag_as_required("out", flag_values=fv)
     usage = f"usage: python -m tsn_keras.synthetic --out DIR [flags]\n\n{__doc__}"
-    try:
-        if cli.parse_flags(fv, argv, usage) is None:
-            return 0
-    except flags.Error as e:
-        return cli.usage_error(e)
+    if cli.parse_flags(fv, argv, usage) is None:
+        return 0
     try:
         summary = write_dataset(
             fv.out,
@@ -757,10 +757,8 @@ def main(argv: list[str] | None = None) -> int:
             test_fraction=fv.test_fraction,
             jitter_fraction=fv.jitter_fraction,
         )
-    except ValueError as e:
-        # Parameter names are the flag names: "width must be ..." is about --width.
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # not a traceback: the folder is read-only, or the disk full
+        raise cli.Failure(f"--out {fv.out}: cannot write {e.filename or ''}: {e.strerror}") from e
     print(format_dataset_summary(summary))
     return 0
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from tsn_keras import modalities
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BLACK = (0, 0, 0)
 GREY = (110, 110, 110)
@@ -262,9 +264,7 @@ def flow_to_rgb(dx: np.ndarray, dy: np.ndarray, max_magnitude: float | None = No
 
 def _snippet_tiles(snippet: np.ndarray, modality: str) -> list[np.ndarray]:
     """One snippet [S, S, C] as RGB tiles: rgb 1, flow 3 (colour, x, y), rgbdiff 2."""
-    if modality == "rgb":
-        return [snippet[..., :3]]
-    if modality in ("flow", "warped_flow"):
+    if modalities.is_flow(modality):  # ValueError naming it for an unknown modality
         x = snippet[..., 0]
         y = snippet[..., 1]
         colour = flow_to_rgb(x.astype(np.float32) - 128, y.astype(np.float32) - 128, 128)
@@ -273,7 +273,7 @@ def _snippet_tiles(snippet: np.ndarray, modality: str) -> list[np.ndarray]:
         first = snippet[..., :3]
         diff = np.abs(snippet[..., 3:6].astype(np.int16) - first.astype(np.int16))
         return [first, np.clip(diff * 4, 0, 255).astype(np.uint8)]  # x4: differences are small
-    raise ValueError(f"modality must be rgb, flow, warped_flow or rgbdiff. Received: {modality!r}")
+    return [snippet[..., :3]]  # rgb
 
 
 def input_grid(clips: np.ndarray, modality: str, max_clips: int = 8, gap: int = 2) -> np.ndarray:

@@ -299,14 +299,17 @@ Needs torch (`pip install 'tsn_keras[convert]'`), which nothing else in tsn_kera
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`scripts/convert_weights.py`: exit 0 written, 1 conversion failed, 2 bad flags."""
-    import sys
+    """`scripts/convert_weights.py`: exit 0 written, 1 conversion failed, 2 bad flags or input."""
+    from tsn_keras import cli
 
+    return cli.run(_main, argv, usage_errors=(FileNotFoundError,), failures=(ConversionError,))
+
+
+def _main(argv: list[str]) -> int:
     from absl import flags
 
     from tsn_keras import cli
 
-    argv = sys.argv if argv is None else argv
     fv = flags.FlagValues()
     flags.DEFINE_string(
         "input", None, "PyTorch state dict or TSN checkpoint (.pth).", flag_values=fv
@@ -332,27 +335,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Load with torch.load(weights_only=False); only for files from a source you trust.",
         flag_values=fv,
     )
-    try:
-        if cli.parse_flags(fv, argv, USAGE) is None:
-            return 0
-        for name in ("input", "output"):
-            if not fv[name].value:
-                raise flags.Error(f"--{name} is required")
-    except flags.Error as e:
-        return cli.usage_error(e)
-    try:
-        report = convert_checkpoint(
-            fv.input,
-            fv.output,
-            allow_missing_classifier=fv.allow_missing_classifier,
-            allow_unused=fv.allow_unused,
-            trust_pickle=fv.trust_pickle,
-        )
-    except FileNotFoundError as e:
-        return cli.usage_error(e)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if cli.parse_flags(fv, argv, USAGE) is None:
+        return 0
+    for name in ("input", "output"):
+        if not fv[name].value:
+            raise flags.Error(f"--{name} is required")
+    report = convert_checkpoint(
+        fv.input,
+        fv.output,
+        allow_missing_classifier=fv.allow_missing_classifier,
+        allow_unused=fv.allow_unused,
+        trust_pickle=fv.trust_pickle,
+    )
     head = f"{report.classes}-way classifier from {report.classifier_source}*"
     print(
         f"Wrote {fv.output}: {report.converted} tensors, {report.input_channels} input "
@@ -365,3 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.unused:
         print(f"Ignored {len(report.unused)} unused keys: {', '.join(report.unused)}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
