@@ -343,11 +343,11 @@ def plan_only(work: str, listed: int, on_disk: float) -> int:
     )
     shards = timed("plan shards (MD5 order, digests)", lambda: convert.plan_shards(subsets, config))
 
-    def resume():
-        pending = [s for s in shards if not convert.shard_done(out, s)]
-        return pending, [s.name for s in shards if s not in pending]
-
-    pending, _ = timed("resume check (sidecars, finished shards)", resume)
+    pending, _ = timed(
+        "resume check (sidecars, finished shards)", lambda: convert.pending_shards(out, shards)
+    )
+    info = {"not_found": split.not_found}
+    timed("manifest, not_found.txt", lambda: convert.write_manifest(out, shards, config, [], info))
     total = sum(seconds for _, seconds in phases)
     timed("import tensorflow (the writer's)", lambda: __import__("tensorflow"))
     jobs = sum(len(j) for j in subsets.values())

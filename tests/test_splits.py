@@ -466,14 +466,15 @@ def test_kinetics(tmp_path, val_name):
     train_csv = os.path.join(split_dir, "train.csv")
     assert result.not_found == [
         f"{train_csv}:6: gone1_000000_000010",
-        f"{train_csv}:7: z3_000030_000040",
+        f"{train_csv}:7: z3_000030_000040 (on disk as train/other class/z3_000030_000040.mp4: "
+        "not a folder of this list or label)",
         f"{os.path.join(split_dir, val_name)}:4: gone2_000000_000010",
     ]
     assert result.listed == {"train": 6, "test": 3, "unlabelled": 2}
     assert result.missing == []
     summary = splits.format_split_summary(result)
     assert "found on disk: train 4 of 6 listed, test 2 of 3 listed, unlabelled 1 of 2" in summary
-    assert "not found (left out; not downloaded?): 3" in summary
+    assert "not found (left out: not downloaded, or where noted): 3" in summary
 
 
 def test_kinetics_classes_come_from_train_csv_whatever_is_on_disk(tmp_path):

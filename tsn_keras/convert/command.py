@@ -13,6 +13,7 @@ from tsn_keras import cli, splits
 from tsn_keras import flow as flow_lib
 from tsn_keras.convert.shards import (
     FAILURES_NAME,
+    NOT_FOUND_NAME,
     PROGRESS_DIR,
     SUBSETS,
     ConvertReport,
@@ -34,7 +35,9 @@ Writes <out>/{train,test}-<modality>-NNNNN-of-NNNNN.tfrecord (each modality in i
 so training one stream reads only its bytes), <out>/manifest.json and <out>/failures.txt
 (`--out` defaults to tfrecords/<dataset>_split<N>). Rerunning the same command resumes: finished
 shards are kept, unfinished ones redone. Videos that cannot be decoded (or decode fewer than
---min_decoded_fraction of the frames their container declares) are skipped and listed. Several
+--min_decoded_fraction of the frames their container declares) are skipped and listed.
+Kinetics and SSv2 videos listed but not on disk are counted and named in <out>/not_found.txt
+and the manifest's `not_found` (--require_all stops instead). Several
 machines can share the work with `--shard_index k --num_shards_total M` on one shared --out.
 Record format: tsn_keras/records.py.
 
@@ -69,6 +72,13 @@ def _define_input_flags(fv: flags.FlagValues) -> None:
     )
     flags.DEFINE_string(
         "out", None, "Output folder; default tfrecords/<dataset>_split<N>.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "unlabelled_out",
+        None,
+        "kinetics, ssv2: also write the paths of the unlabelled test videos on disk here, one a "
+        "line (for tsn_keras.predict; they are not converted).",
+        flag_values=fv,
     )
 
 
@@ -199,7 +209,13 @@ def _run(
         for s in SUBSETS
         if s in fv.subsets
     }
+    if fv.unlabelled_out:
+        try:
+            print(splits.write_unlabelled(split, fv.unlabelled_out))
+        except OSError as e:
+            raise flags.Error(f"--unlabelled_out {fv.unlabelled_out}: {e.strerror}") from None
     info = {"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()}
+    info["not_found"] = split.not_found  # the manifest's list and not_found.txt
     if fv.runner:  # no _check_out: --out may be on cloud storage (gs://)
         from tsn_keras import beam
 
@@ -214,6 +230,14 @@ def _run(
         workers=fv.workers, slice_index=fv.shard_index, num_slices=fv.num_shards_total,
         info=info, progress=fv.progress,
     )  # fmt: skip
+
+
+def _absent_text(manifest: dict, out: str) -> str:
+    """The summary's words on listed videos that are not on disk (none: nothing)."""
+    absent = manifest.get("not_found", [])  # manifests written before it lack the field
+    if not absent:
+        return ""
+    return f"; listed but not on disk: {len(absent)}; list in {os.path.join(out, NOT_FOUND_NAME)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,5 +273,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"failed (see {os.path.join(out, FAILURES_NAME)}), {len(manifest['short_videos'])} "
         "stored short of their declared frames"
         + ("" if manifest["complete"] else "; other slices still to do (--shard_index)")
+        + _absent_text(manifest, out)
     )
     return 1 if manifest["failures"] else 0

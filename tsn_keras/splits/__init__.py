@@ -76,6 +76,7 @@ from tsn_keras.splits.command import (
     format_split_summary,
     main,
     split_from_flags,
+    write_unlabelled,
 )
 from tsn_keras.splits.common import (
     DATASETS,
@@ -107,4 +108,5 @@ __all__ = [
     "split_from_flags",
     "ssv2_class_name",
     "video_id",
+    "write_unlabelled",
 ]
