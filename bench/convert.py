@@ -26,11 +26,13 @@ local row with as many workers. CPU s/video counts the converting process and it
 (Beam's worker processes included), which other load on the machine moves less than seconds.
 
 `--plan_only N` converts nothing: it writes Kinetics annotation CSVs listing N clips (84% train,
-5% validate, 11% test.csv, as Kinetics-700-2020; 700 labels with spaces, commas and quotes),
+5% validate, 11% test.csv, as Kinetics-700-2020; 700 labels with spaces, 1 in 20 with a comma and quotes),
 puts `--plan_on_disk` of them on disk as empty files (train/<label>/ and val/<label>/, the rest
 "not downloaded"), then times what the converter does before its first video, phase by phase:
-reading the split, the jobs, the shard plan, the resume check, writing the not-found list and
-the writer's TensorFlow import. The files are kept in --workdir for the next run.
+reading the split, the jobs, the shard plan, the resume check and the writer's TensorFlow
+import (start-up: all of them), then the manifest and not-found list written at the end. Wall
+and CPU seconds: CPU seconds say what the phase costs when other work shares the cores. The
+files are kept in --workdir for the next run.
 
 Targets (2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
 --workers 2 >= 1.8x --workers 1.
@@ -268,12 +270,14 @@ def main(argv):
 def make_kinetics(root: str, listed: int, on_disk: float) -> None:
     """Synthetic Kinetics annotations listing `listed` clips, `on_disk` of the labelled ones as
     empty files (reused when present)."""
-    stamp = os.path.join(root, f".made-{listed}-{on_disk}")
+    stamp = os.path.join(root, f".made-v2-{listed}-{on_disk}")
     if os.path.exists(stamp):
         return
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "annotations"))
-    labels = [f'"class {c}, doing ""thing"" {c % 7}"' for c in range(700)]
+    # as Kinetics' labels: most plain, a few quoted for a comma or a quote
+    labels = [f"class {c} doing things" for c in range(700)]
+    labels[::20] = [f'"class {c}, doing ""things"""' for c in range(0, 700, 20)]
     parts = (
         ("train", "train.csv", 0.84),
         ("val", "validate.csv", 0.05),
@@ -326,9 +330,9 @@ def plan_only(work: str, listed: int, on_disk: float) -> int:
     phases = []
 
     def timed(name, fn):
-        t = time.monotonic()
+        t, cpu = time.monotonic(), time.process_time()
         value = fn()
-        phases.append((name, time.monotonic() - t))
+        phases.append((name, time.monotonic() - t, time.process_time() - cpu))
         return value
 
     split = timed(
@@ -346,19 +350,24 @@ def plan_only(work: str, listed: int, on_disk: float) -> int:
     pending, _ = timed(
         "resume check (sidecars, finished shards)", lambda: convert.pending_shards(out, shards)
     )
-    info = {"not_found": split.not_found}
-    timed("manifest, not_found.txt", lambda: convert.write_manifest(out, shards, config, [], info))
-    total = sum(seconds for _, seconds in phases)
+    planning = len(phases)
     timed("import tensorflow (the writer's)", lambda: __import__("tensorflow"))
+    info = {"not_found": split.not_found}
+    timed(
+        "(at the end) manifest, not_found.txt",
+        lambda: convert.write_manifest(out, shards, config, [], info),
+    )
     jobs = sum(len(j) for j in subsets.values())
     print(
         f"{listed} listed, {len(split.not_found)} not on disk, {jobs} videos to convert in "
         f"{len(pending)} shards"
     )
-    for name, seconds in phases:
-        print(f"  {name:44s} {seconds:7.2f} s")
-    print(f"  {'planning (all but the import)':44s} {total:7.2f} s")
-    print(f"  {'start-up before the first video':44s} {total + phases[-1][1]:7.2f} s")
+    print(f"  {'phase':44s} {'wall s':>7s} {'CPU s':>7s}")
+    for name, wall, cpu in phases:
+        print(f"  {name:44s} {wall:7.2f} {cpu:7.2f}")
+    for name, upto in (("planning (before the import)", planning), ("start-up", planning + 1)):
+        wall, cpu = (sum(p[i] for p in phases[:upto]) for i in (1, 2))
+        print(f"  {name:44s} {wall:7.2f} {cpu:7.2f}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"peak RSS {rss:.0f} MB (cpu count {os.cpu_count()}; files in {work})")
     return 0

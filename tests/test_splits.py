@@ -560,6 +560,192 @@ def test_kinetics_command_line(tmp_path, capsys):
     assert "error: --unlabelled_out" in capsys.readouterr().err
 
 
+# Kinetics-400 as cvdf ships it (k400_downloader.sh + k400_extractor.sh): flat split folders,
+# annotations/{train,val,test}.csv (test.csv labelled, DeepMind's current one), and
+# replacement/replacement_for_corrupted_k400/ holding clips that replace corrupted train ones.
+CVDF_TRAIN = (
+    "label,youtube_id,time_start,time_end,split\r\n"
+    "abseiling,--33Lscn6sk,4,14,train\r\n"
+    "abseiling,-0Bq9d3QGy4,30,40,train\r\n"  # corrupted in train/, replaced
+    '"tying knot (not on a tie, eg) bowtie",0IGrgDpxuXk,12,22,train\r\n'  # only replaced
+    "air drumming,-5tWkXHPBoQ,0,10,train\r\n"  # never downloaded
+)
+CVDF_VAL = "label,youtube_id,time_start,time_end,split\r\nair drumming,0wR5jVB-WPk,17,27,val\r\n"
+CVDF_TEST = (
+    "label,youtube_id,time_start,time_end,split\r\n"
+    '"tying knot (not on a tie, eg) bowtie",-Bf9j1tyUh8,80,90,test\r\n'
+    "abseiling,0aJ4Vyk_1zE,2,12,test\r\n"
+)
+CVDF_CLIPS = {
+    "train": ("--33Lscn6sk_000004_000014", "-0Bq9d3QGy4_000030_000040"),
+    "val": ("0wR5jVB-WPk_000017_000027",),
+    "test": ("-Bf9j1tyUh8_000080_000090", "0aJ4Vyk_1zE_000002_000012"),
+}
+CVDF_LABELS = {  # clip -> label folder, as arrange_by_classes.py makes them
+    "--33Lscn6sk_000004_000014": "abseiling",
+    "-0Bq9d3QGy4_000030_000040": "abseiling",
+    "0IGrgDpxuXk_000012_000022": "tying knot (not on a tie, eg) bowtie",
+    "0wR5jVB-WPk_000017_000027": "air drumming",
+    "-Bf9j1tyUh8_000080_000090": "tying knot (not on a tie, eg) bowtie",
+    "0aJ4Vyk_1zE_000002_000012": "abseiling",
+}
+REPLACED = ("-0Bq9d3QGy4_000030_000040", "0IGrgDpxuXk_000012_000022")
+
+
+def _cvdf(tmp_path):
+    root = str(tmp_path / "k400")
+    _touch(root, *(f"{s}/{c}.mp4" for s, clips in CVDF_CLIPS.items() for c in clips))
+    _touch(root, *(f"replacement/replacement_for_corrupted_k400/{c}.mp4" for c in REPLACED))
+    for name, text in (("train", CVDF_TRAIN), ("val", CVDF_VAL), ("test", CVDF_TEST)):
+        _write(os.path.join(root, "annotations", f"{name}.csv"), text)
+    return root
+
+
+def _ids(root, pairs):
+    return [(splits.video_id(p, root), label) for p, label in pairs]
+
+
+def test_kinetics_cvdf_download_prefers_the_replacement_clips(tmp_path, capsys):
+    root = _cvdf(tmp_path)
+    result = splits.load_split("kinetics", root)  # split_dir: <root>/annotations
+    assert result.classes == ["abseiling", "air drumming", "tying knot (not on a tie, eg) bowtie"]
+    assert _ids(root, result.train) == [
+        ("train/--33Lscn6sk_000004_000014.mp4", 0),
+        ("replacement/replacement_for_corrupted_k400/-0Bq9d3QGy4_000030_000040.mp4", 0),
+        ("replacement/replacement_for_corrupted_k400/0IGrgDpxuXk_000012_000022.mp4", 2),
+    ]
+    assert _ids(root, result.test) == [("val/0wR5jVB-WPk_000017_000027.mp4", 1)]
+    assert [splits.video_id(p, root) for p in result.unlabelled] == [
+        "test/-Bf9j1tyUh8_000080_000090.mp4",
+        "test/0aJ4Vyk_1zE_000002_000012.mp4",
+    ]
+    assert result.replaced == 2 and result.unlabelled_has_labels
+    train_csv = os.path.join(root, "annotations", "train.csv")
+    assert result.not_found == [f"{train_csv}:5: -5tWkXHPBoQ_000000_000010"]
+    assert splits.main(["splits", "--dataset=kinetics", f"--video_root={root}"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "found on disk: train 3 of 4 listed, test 1 of 1 listed, unlabelled 2 of 2 listed\n"
+        "the unlabelled list (test.csv) has labels: to evaluate on it, convert it as the test "
+        "list with --test_list test.csv\n"
+        "taken from replacement/replacement_for_corrupted_k400: 2 (cvdf's replacements of "
+        "corrupted clips, preferred to the originals)\n"
+    ) in out
+
+
+@pytest.mark.parametrize("video_root", ["k400", "k400/videos"])
+def test_kinetics_cvdf_arranged_by_classes(tmp_path, video_root):
+    """arrange_by_classes.py: videos/<split>/<label>/<clip>.mp4, symlinks to the clips (the
+    replacement where there is one); --video_root the download or its videos/ folder."""
+    root = _cvdf(tmp_path)
+    for split, clips in CVDF_CLIPS.items():
+        for clip in clips:
+            os.remove(os.path.join(root, split, f"{clip}.mp4"))
+    for clip, label in CVDF_LABELS.items():
+        split = {"0w": "val", "-B": "test", "0a": "test"}.get(clip[:2], "train")
+        folder = os.path.join(root, "videos", split, label)
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(root, "replacement", "replacement_for_corrupted_k400", clip + ".mp4")
+        if clip not in REPLACED:
+            target = os.path.join(tmp_path, "store", clip + ".mp4")
+            _touch(str(tmp_path / "store"), clip + ".mp4")
+        os.symlink(target, os.path.join(folder, clip + ".mp4"))
+    split_dir = os.path.join(root, "annotations")
+    result = splits.load_split("kinetics", str(tmp_path / video_root), split_dir=split_dir)
+    prefix = "videos/" if video_root == "k400" else ""
+    assert _ids(str(tmp_path / video_root), result.train) == [
+        (f"{prefix}train/abseiling/--33Lscn6sk_000004_000014.mp4", 0),
+        *(
+            [("replacement/replacement_for_corrupted_k400/-0Bq9d3QGy4_000030_000040.mp4", 0)]
+            if prefix
+            else [("train/abseiling/-0Bq9d3QGy4_000030_000040.mp4", 0)]
+        ),
+        *(
+            [("replacement/replacement_for_corrupted_k400/0IGrgDpxuXk_000012_000022.mp4", 2)]
+            if prefix
+            else [("train/tying knot (not on a tie, eg) bowtie/0IGrgDpxuXk_000012_000022.mp4", 2)]
+        ),
+    ]
+    assert _ids(str(tmp_path / video_root), result.test) == [
+        (f"{prefix}val/air drumming/0wR5jVB-WPk_000017_000027.mp4", 1)
+    ]
+    assert len(result.unlabelled) == 2 and len(result.not_found) == 1
+    assert result.replaced == (2 if prefix else 0)
+
+
+def test_kinetics_labelled_test_csv_as_the_test_list(tmp_path, capsys):
+    """DeepMind's labelled test.csv, its clips in test/<label>/ (as mmaction2's download.py
+    leaves a labelled list), evaluated with --test_list test.csv."""
+    root = _cvdf(tmp_path)
+    for clip in CVDF_CLIPS["test"]:
+        folder = os.path.join(root, "test", CVDF_LABELS[clip])
+        os.makedirs(folder, exist_ok=True)
+        os.rename(os.path.join(root, "test", clip + ".mp4"), os.path.join(folder, clip + ".mp4"))
+    default = splits.load_split("kinetics", root)
+    assert len(default.unlabelled) == 2 and default.unlabelled_has_labels
+    result = splits.load_split("kinetics", root, test_list="test.csv")
+    assert _ids(root, result.test) == [
+        ("test/tying knot (not on a tie, eg) bowtie/-Bf9j1tyUh8_000080_000090.mp4", 2),
+        ("test/abseiling/0aJ4Vyk_1zE_000002_000012.mp4", 0),
+    ]
+    assert result.unlabelled == [] and result.listed == {"train": 4, "test": 2}
+    argv = ["splits", "--dataset=kinetics", f"--video_root={root}", "--test_list=test.csv"]
+    assert splits.main(argv) == 0
+    assert "test videos: 2\n" in capsys.readouterr().out
+    # a label the train list lacks is the test list's error, with its line
+    test_csv = os.path.join(root, "annotations", "test.csv")
+    _write(test_csv, CVDF_TEST + "swimming,1aJ4Vyk_1zE,0,10,test\r\n")
+    with pytest.raises(ValueError, match=r"test\.csv:4: class 'swimming' is not in train\.csv"):
+        splits.load_split("kinetics", root, test_list="test.csv")
+    # the older test.csv, without labels, cannot be the test list
+    _write(test_csv, "youtube_id,time_start,time_end,split\r\n-Bf9j1tyUh8,80,90,test\r\n")
+    with pytest.raises(ValueError, match=r"test\.csv:1: the header has no label column"):
+        splits.load_split("kinetics", root, test_list="test.csv")
+    assert splits.load_split("kinetics", root).unlabelled_has_labels is False
+
+
+def test_kinetics_mmaction2_names_and_lists_named_by_flag(tmp_path):
+    """mmaction2: download_annotations.sh renames the CSVs kinetics_{train,val,test}.csv,
+    download.py puts the clips in videos_<split>/<label>/ (test: videos_test/test/)."""
+    root = str(tmp_path / "data" / "kinetics400")
+    for name, text in (("train", CVDF_TRAIN), ("val", CVDF_VAL)):
+        _write(os.path.join(root, "annotations", f"kinetics_{name}.csv"), text)
+    _write(
+        os.path.join(root, "annotations", "kinetics_test.csv"),
+        "youtube_id,time_start,time_end,split\n-Bf9j1tyUh8,80,90,test\n",
+    )
+    _touch(
+        root,
+        "videos_train/abseiling/--33Lscn6sk_000004_000014.mp4",
+        "videos_val/air drumming/0wR5jVB-WPk_000017_000027.mp4",
+        "videos_test/test/-Bf9j1tyUh8_000080_000090.mp4",
+    )
+    result = splits.load_split("kinetics", root)
+    assert _ids(root, result.train) == [("videos_train/abseiling/--33Lscn6sk_000004_000014.mp4", 0)]
+    assert _ids(root, result.test) == [("videos_val/air drumming/0wR5jVB-WPk_000017_000027.mp4", 1)]
+    assert result.listed == {"train": 4, "test": 1, "unlabelled": 1}
+    # any name, by flag: a path, or a name in split_dir
+    mine = str(tmp_path / "my lists" / "k400 train subset.csv")
+    _write(
+        mine,
+        CVDF_TRAIN.replace(
+            '"tying knot (not on a tie, eg) bowtie",0IGrgDpxuXk,12,22,train\r\n', ""
+        ),
+    )
+    os.rename(
+        os.path.join(root, "annotations", "kinetics_val.csv"),
+        os.path.join(root, "annotations", "holdout.csv"),
+    )
+    result = splits.load_split("kinetics", root, train_list=mine, test_list="holdout.csv")
+    assert (len(result.train), len(result.test), result.listed["train"]) == (1, 1, 3)
+    with pytest.raises(ValueError, match="validate.csv, val.csv, validation.csv, kinetics_val"):
+        splits.load_split("kinetics", root)
+    with pytest.raises(ValueError, match="nothere.csv does not exist"):
+        splits.load_split("kinetics", root, test_list="nothere.csv")
+    with pytest.raises(ValueError, match="name Kinetics CSVs; dataset folder"):
+        splits.load_split("folder", root, test_list="holdout.csv")
+
+
 # ------------------------------------------------------------------------------------------ SSv2
 
 SSV2_LABELS = {
