@@ -270,7 +270,7 @@ def main(argv):
 def make_kinetics(root: str, listed: int, on_disk: float) -> None:
     """Synthetic Kinetics annotations listing `listed` clips, `on_disk` of the labelled ones as
     empty files (reused when present)."""
-    stamp = os.path.join(root, f".made-v2-{listed}-{on_disk}")
+    stamp = os.path.join(root, f".made-v3-{listed}-{on_disk}")
     if os.path.exists(stamp):
         return
     shutil.rmtree(root, ignore_errors=True)
@@ -299,7 +299,8 @@ def make_kinetics(root: str, listed: int, on_disk: float) -> None:
                 continue
             lines.append(f"{label},{clip},{n % 300},{n % 300 + 10},{split}\r\n")
             if every and n % every == 0:
-                folder = os.path.join(root, split, label.strip('"').replace('""', '"'))
+                unquoted = label[1:-1].replace('""', '"') if label[0] == '"' else label
+                folder = os.path.join(root, split, unquoted)
                 if folder not in folders:
                     os.makedirs(folder, exist_ok=True)
                     folders.add(folder)
