@@ -808,6 +808,11 @@ def test_ssv2(tmp_path):
         ({"train": [{"template": "x"}]}, "-train.json: entry 1: has no 'id'"),
         ({"validation": [{"id": "7"}]}, "-validation.json: entry 1 (id 7): has no 'template'"),
         ({"train": '[\n {"id": "1",,}\n]'}, "-train.json:2: not valid JSON"),
+        (  # SSv2's files are one line: the column and offset say where
+            {"validation": '[{"id": "1",,}]'},
+            "-validation.json:1: not valid JSON at column 13, character offset 12 (Expecting "
+            "property name enclosed in double quotes)",
+        ),
         ({"labels": {"A": "0", "B": "2"}}, "-labels.json: indices must be 0..1 without gaps"),
     ],
 )
@@ -817,6 +822,25 @@ def test_ssv2_bad_files_name_file_and_entry(tmp_path, override, expected):
         splits.load_split("ssv2", root, split_dir=split_dir)
     assert str(info.value).startswith(split_dir), str(info.value)
     assert expected in str(info.value)
+
+
+def test_ssv2_duplicate_id_advice_is_ssv2s(tmp_path):
+    dup = [*SSV2_TRAIN, {"id": "78687", "template": "Putting [something] on a surface"}]
+    root, split_dir = _ssv2(tmp_path, train=dup)
+    with pytest.raises(ValueError) as info:
+        splits.load_split("ssv2", root)
+    assert str(info.value).endswith("remove one of the two rows (each SSv2 id names one video)")
+    assert "youtube_id" not in str(info.value)
+
+
+def test_a_partial_download_names_20_empty_classes_then_counts(tmp_path):
+    labels = {f"Pretending to put something {i:03d}": str(i) for i in range(174)}  # as SSv2
+    train = [{"id": "78687", "template": "Pretending to put [something] 005"}]
+    root, _ = _ssv2(tmp_path, labels=labels, train=train, validation=[])
+    summary = splits.format_split_summary(splits.load_split("ssv2", root))
+    named = ", ".join(f"Pretending to put something {i:03d}" for i in [*range(5), *range(6, 21)])
+    assert f"warning: 173 classes have no train videos: {named} ... and 153 more\n" in summary
+    assert "warning: 174 classes have no test videos: " in summary
 
 
 @pytest.mark.parametrize(
