@@ -25,8 +25,9 @@ exclude the parent's TensorFlow import, as above), and each Beam row's ratio is 
 local row with as many workers. CPU s/video counts the converting process and its children
 (Beam's worker processes included), which other load on the machine moves less than seconds.
 
-`--plan_only N` converts nothing: it writes Kinetics annotation CSVs listing N clips (84% train,
-5% validate, 11% test.csv, as Kinetics-700-2020; 700 labels with spaces, 1 in 20 with a comma and quotes),
+`--plan_only N` converts nothing: it writes Kinetics annotation CSVs listing N clips (84%
+train, 5% validate, 11% test.csv, as Kinetics-700-2020; 700 labels with spaces, 1 in 20 with
+a comma and quotes),
 puts `--plan_on_disk` of them on disk as empty files (train/<label>/ and val/<label>/, the rest
 "not downloaded"), then times what the converter does before its first video, phase by phase:
 reading the split, the jobs, the shard plan, the resume check and the writer's TensorFlow

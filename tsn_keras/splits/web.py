@@ -128,6 +128,7 @@ class _VideoFiles:
     def __init__(self, root: str):
         self.by_stem: dict[str, list[str]] = {}
         self.replacements: dict[str, str] = {}
+        self.stems: set[str] = set()  # every stem of either
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
@@ -140,6 +141,7 @@ class _VideoFiles:
                         self.replacements.setdefault(stem, rel)
                     else:
                         self.by_stem.setdefault(stem, []).append(rel)
+        self.stems = set(self.by_stem) | set(self.replacements)
 
     def find(self, stems: Sequence[str], folders: set[str]) -> tuple[str | None, str | None]:
         """(file, elsewhere): the replacement of the first of `stems` that has one, else the
@@ -184,12 +186,12 @@ class _Found:
         """One listed video: `key` names it in messages; rel is its file (None: not on disk,
         `note` says why where it is known)."""
         seen = self._seen
-        for name in (key, rel):
-            if name in seen:
-                raise ValueError(
-                    f"{where}: '{name}' is already listed at {seen[name]}; remove one of "
-                    f"the two rows{self.duplicate_hint}"
-                )
+        if key in seen or rel in seen:
+            name = key if key in seen else rel
+            raise ValueError(
+                f"{where}: '{name}' is already listed at {seen[name]}; remove one of "
+                f"the two rows{self.duplicate_hint}"
+            )
         seen[key] = where
         if rel is not None:
             seen[rel] = where
@@ -198,7 +200,7 @@ class _Found:
             if subset != "unlabelled":
                 self.not_found.append(f"{where}: {key}{note}")
             return
-        full = os.path.join(self.root, *rel.split("/"))
+        full = os.path.join(self.root, rel.replace("/", os.sep))
         if subset == "unlabelled":
             self.unlabelled.append(full)
         else:
@@ -234,17 +236,17 @@ def _list_file(split_dir: str, given: str | None, subset: str, what: str) -> str
         raise
 
 
-def _folders(subset: str, row: _KineticsRow) -> set[str]:
+def _folders(subset: str, split_value: str, label: str | None) -> set[str]:
     """The folders (relative, lowercase) where a row's clip may be: the root, the list's
     folder names and the row's split value, each alone or with videos/ before it (cvdf's
     arrange_by_classes.py), each alone or with the label (as written, or '_' for spaces)."""
     splits = {"", *_SPLIT_FOLDERS[subset]}
-    if row.split:
-        splits |= {row.split, *_SPLIT_FOLDERS.get(_SPLIT_OF_VALUE.get(row.split, ""), ())}
+    if split_value:
+        splits |= {split_value, *_SPLIT_FOLDERS.get(_SPLIT_OF_VALUE.get(split_value, ""), ())}
     splits |= {f"videos/{s}" for s in splits if s}
     labels = {""}
-    if row.label:
-        labels |= {row.label.lower(), row.label.lower().replace(" ", "_")}
+    if label:
+        labels |= {label.lower(), label.lower().replace(" ", "_")}
     return {posixpath.join(s, name).rstrip("/") for s in splits for name in labels}
 
 
@@ -274,27 +276,28 @@ def load_kinetics(
         if rows is None:
             rows = _read_kinetics_csv(path, labelled=subset != "unlabelled")
         found.listed.setdefault(subset, 0)
-        for row in rows:
+        for lineno, name, youtube_id, clip_name, split_value in rows:
             label = -1
-            if row.label is not None:
-                if row.label not in by_name:
+            if name is not None:
+                label = by_name.get(name, -1)
+                if label < 0:
                     raise line_error(
                         path,
-                        row.lineno,
-                        f"class '{row.label}' is not in {os.path.basename(train_csv)}; fix the "
+                        lineno,
+                        f"class '{name}' is not in {os.path.basename(train_csv)}; fix the "
                         "label (classes come from the train list)",
                     )
-                label = by_name[row.label]
-            key = (subset, row.split, row.label)
-            if key not in folders:
-                folders[key] = _folders(subset, row)
-            rel, elsewhere = files.find((row.clip_name, row.youtube_id), folders[key])
-            note = ""
-            if elsewhere is not None:
-                note = f" (on disk as {elsewhere}: not a folder of this list or label)"
-            found.add(subset, row.clip_name, rel, label, f"{path}:{row.lineno}", note)
-            if rel is not None and rel.lower().startswith(REPLACEMENT_DIR + "/"):
-                found.replaced += 1
+            rel, note = None, ""
+            if clip_name in files.stems or youtube_id in files.stems:  # most are not on disk
+                key = (subset, split_value, name)
+                if key not in folders:
+                    folders[key] = _folders(subset, split_value, name)
+                rel, elsewhere = files.find((clip_name, youtube_id), folders[key])
+                if elsewhere is not None:
+                    note = f" (on disk as {elsewhere}: not a folder of this list or label)"
+                if rel is not None and rel.lower().startswith(REPLACEMENT_DIR + "/"):
+                    found.replaced += 1
+            found.add(subset, clip_name, rel, label, f"{path}:{lineno}", note)
         if subset == "unlabelled":
             found.unlabelled_has_labels = bool(rows) and rows[0].label is not None
     return found.split(classes)
