@@ -93,10 +93,14 @@ def test_clips_not_downloaded_are_counted_listed_and_in_the_manifest(download, t
     assert before == {n: (out / n).read_bytes() for n in ("manifest.json", "not_found.txt")}
 
 
-def test_a_manifest_without_the_not_found_field_still_reads(download, tmp_path, capsys):
+def test_one_subset_and_a_manifest_without_the_not_found_field(download, tmp_path, capsys):
     out = tmp_path / "out"
     assert _main(download, out, "--subsets=test") == 0
     manifest = json.loads((out / "manifest.json").read_text())
+    # only the converted list's absent clips
+    assert manifest["not_found"] == [
+        f"{download}/annotations/validate.csv:3: 1kTaVJ2WdxY_000000_000010"
+    ]
     del manifest["not_found"]  # as written before the field existed
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert records.read_manifest(str(out))["sets"]["test"]["num_examples"] == 1

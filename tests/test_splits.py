@@ -724,6 +724,10 @@ def test_kinetics_mmaction2_names_and_lists_named_by_flag(tmp_path):
     assert _ids(root, result.train) == [("videos_train/abseiling/--33Lscn6sk_000004_000014.mp4", 0)]
     assert _ids(root, result.test) == [("videos_val/air drumming/0wR5jVB-WPk_000017_000027.mp4", 1)]
     assert result.listed == {"train": 4, "test": 1, "unlabelled": 1}
+    assert [splits.video_id(p, root) for p in result.unlabelled] == [
+        "videos_test/test/-Bf9j1tyUh8_000080_000090.mp4"
+    ]
+    assert result.not_found_subsets == ["train"] * 3 and len(result.not_found) == 3
     # any name, by flag: a path, or a name in split_dir
     mine = str(tmp_path / "my lists" / "k400 train subset.csv")
     _write(

@@ -215,7 +215,8 @@ def _run(
         except OSError as e:
             raise flags.Error(f"--unlabelled_out {fv.unlabelled_out}: {e.strerror}") from None
     info = {"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()}
-    info["not_found"] = split.not_found  # the manifest's list and not_found.txt
+    absent = zip(split.not_found, split.not_found_subsets, strict=True)
+    info["not_found"] = [m for m, s in absent if s in subsets]  # manifest, not_found.txt
     if fv.runner:  # no _check_out: --out may be on cloud storage (gs://)
         from tsn_keras import beam
 

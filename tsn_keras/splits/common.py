@@ -51,6 +51,7 @@ class Split:
         are on disk (for `tsn_keras.predict`; not used for training or evaluation).
       ignored: folder: files in the class folders that are not videos, by lowercase extension
         ("" for none): {".txt": 2, ".json": 1}.
+      not_found_subsets: the list ("train" or "test") of each `not_found` entry.
       replaced: kinetics: listed videos taken from cvdf's replacements for corrupted clips
         (`<video_root>/replacement/replacement_for_corrupted_k400/`).
       unlabelled_has_labels: kinetics: the unlabelled list (test.csv) has a label column
@@ -66,6 +67,7 @@ class Split:
     listed: dict[str, int] = dataclasses.field(default_factory=dict)
     unlabelled: list[str] = dataclasses.field(default_factory=list)
     ignored: dict[str, int] = dataclasses.field(default_factory=dict)
+    not_found_subsets: list[str] = dataclasses.field(default_factory=list)
     replaced: int = 0
     unlabelled_has_labels: bool = False
 

@@ -175,6 +175,7 @@ class _Found:
         self.lists: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
         self.unlabelled: list[str] = []
         self.not_found: list[str] = []
+        self.not_found_subsets: list[str] = []
         self.listed = {"train": 0, "test": 0}  # "unlabelled" once that list is read
         self.replaced = 0
         self.unlabelled_has_labels = False
@@ -199,6 +200,7 @@ class _Found:
         if rel is None:
             if subset != "unlabelled":
                 self.not_found.append(f"{where}: {key}{note}")
+                self.not_found_subsets.append(subset)
             return
         full = os.path.join(self.root, rel.replace("/", os.sep))
         if subset == "unlabelled":
@@ -214,6 +216,7 @@ class _Found:
             video_root=self.root,
             missing=[],
             not_found=self.not_found,
+            not_found_subsets=self.not_found_subsets,
             listed=self.listed,
             unlabelled=self.unlabelled,
             replaced=self.replaced,
@@ -247,6 +250,8 @@ def _folders(subset: str, split_value: str, label: str | None) -> set[str]:
     labels = {""}
     if label:
         labels |= {label.lower(), label.lower().replace(" ", "_")}
+    else:  # mmaction2's download.py puts an unlabelled list's clips in <its folder>/test/
+        labels.add("test")
     return {posixpath.join(s, name).rstrip("/") for s in splits for name in labels}
 
 
