@@ -143,7 +143,7 @@ def _write_manifest(out_dir: str, shards, config, classes, info) -> dict:
         manifest = shard_lib.write_manifest(view, shards, config, classes, info)
         if view != out_dir:
             gfile = _gfile()
-            for name in (records.MANIFEST_NAME, shard_lib.FAILURES_NAME):
+            for name in (records.MANIFEST_NAME, shard_lib.FAILURES_NAME, shard_lib.NOT_FOUND_NAME):
                 remote = _join(out_dir, name)
                 gfile.rename(_upload(os.path.join(view, name), remote), remote, overwrite=True)
     return manifest
