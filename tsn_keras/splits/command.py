@@ -11,6 +11,7 @@ from absl import flags
 from tsn_keras import cli
 from tsn_keras.splits.common import DATASETS, Split
 from tsn_keras.splits.load import load_split
+from tsn_keras.splits.web import REPLACEMENT_DIR
 
 
 def format_split_summary(
@@ -57,7 +58,7 @@ def format_split_summary(
             )
     if split.replaced:
         lines.append(
-            f"taken from replacement/replacement_for_corrupted_k400: {split.replaced} (cvdf's "
+            f"taken from {REPLACEMENT_DIR}: {split.replaced} (cvdf's "
             "replacements of corrupted clips, preferred to the originals)"
         )
     if num <= max_classes:
