@@ -673,7 +673,7 @@ def test_kinetics_cvdf_arranged_by_classes(tmp_path, video_root):
     assert result.replaced == (2 if prefix else 0)
 
 
-def test_kinetics_labelled_test_csv_as_the_test_list(tmp_path, capsys):
+def test_kinetics_labelled_test_csv_as_the_test_list(tmp_path, capsys, monkeypatch):
     """DeepMind's labelled test.csv, its clips in test/<label>/ (as mmaction2's download.py
     leaves a labelled list), evaluated with --test_list test.csv."""
     root = _cvdf(tmp_path)
@@ -683,6 +683,8 @@ def test_kinetics_labelled_test_csv_as_the_test_list(tmp_path, capsys):
         os.rename(os.path.join(root, "test", clip + ".mp4"), os.path.join(folder, clip + ".mp4"))
     default = splits.load_split("kinetics", root)
     assert len(default.unlabelled) == 2 and default.unlabelled_has_labels
+    monkeypatch.chdir(tmp_path)  # a test.csv here is not split_dir's
+    _write(str(tmp_path / "test.csv"), "not,a,kinetics,list\n")
     result = splits.load_split("kinetics", root, test_list="test.csv")
     assert _ids(root, result.test) == [
         ("test/tying knot (not on a tie, eg) bowtie/-Bf9j1tyUh8_000080_000090.mp4", 2),

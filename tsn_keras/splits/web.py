@@ -224,8 +224,8 @@ class _Found:
 def _list_file(split_dir: str, given: str | None, subset: str, what: str) -> str | None:
     """A list's CSV: `given` (a path, or a name in split_dir), else the first of its usual
     names in split_dir; None for an absent unlabelled list (only prediction uses it)."""
-    if given:
-        if os.path.isfile(given):
+    if given:  # a name in split_dir first: a test.csv in the working folder is another file
+        if not os.path.isfile(os.path.join(split_dir, given)) and os.path.isfile(given):
             return given
         return find_file(split_dir, given, f"the list named by --{subset}_list")
     try:
