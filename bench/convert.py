@@ -3,6 +3,7 @@
     python bench/convert.py                      # ~3-4 min on 2 cores
     python bench/convert.py --videos 4 --frames 100 --tvl1_videos 1
     python bench/convert.py --beam_only          # local converter vs Beam's DirectRunner
+    python bench/convert.py --plan_only 650000   # start-up of a Kinetics-700-size job, by phase
 
 Generates synthetic 320x240 MPEG-4 (mp4v, like UCF101's XviD files) videos: a textured scene
 panning slowly with a textured blob moving across it. Each row runs `tsn_keras.convert.convert`
@@ -24,7 +25,17 @@ exclude the parent's TensorFlow import, as above), and each Beam row's ratio is 
 local row with as many workers. CPU s/video counts the converting process and its children
 (Beam's worker processes included), which other load on the machine moves less than seconds.
 
-Targets (issue 3, 2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
+`--plan_only N` converts nothing: it writes Kinetics annotation CSVs listing N clips (84%
+train, 5% validate, 11% test.csv, as Kinetics-700-2020; 700 labels with spaces, 1 in 20 with
+a comma and quotes),
+puts `--plan_on_disk` of them on disk as empty files (train/<label>/ and val/<label>/, the rest
+"not downloaded"), then times what the converter does before its first video, phase by phase:
+reading the split, the jobs, the shard plan, the resume check and the writer's TensorFlow
+import (start-up: all of them), then the manifest and not-found list written at the end. Wall
+and CPU seconds: CPU seconds say what the phase costs when other work shares the cores. The
+files are kept in --workdir for the next run.
+
+Targets (2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
 --workers 2 >= 1.8x --workers 1.
 """
 
@@ -49,6 +60,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Scratch folder (default: a temp
 _ONE = flags.DEFINE_string("one", None, "Internal: run one row (JSON) and print its result.")
 _BEAM = flags.DEFINE_bool("beam", True, "Also time Beam's DirectRunner (needs apache-beam).")
 _BEAM_ONLY = flags.DEFINE_bool("beam_only", False, "Only the Beam table.")
+_PLAN_ONLY = flags.DEFINE_integer(
+    "plan_only", 0, "Only time the start-up of a synthetic Kinetics job listing this many clips."
+)
+_PLAN_ON_DISK = flags.DEFINE_float(
+    "plan_on_disk", 0.2, "--plan_only: the fraction of the listed clips that is on disk."
+)
 
 ROWS = [
     # name, ConvertConfig overrides, workers ("flow_algorithm" defaults to "dis" here)
@@ -188,6 +205,8 @@ def main(argv):
         print(json.dumps(_run_one(json.loads(_ONE.value))))
         return 0
     work = _WORKDIR.value or tempfile.mkdtemp(prefix="tsn_bench_")
+    if _PLAN_ONLY.value:
+        return plan_only(work, _PLAN_ONLY.value, _PLAN_ON_DISK.value)
     paths = make_videos(os.path.join(work, "videos"), _VIDEOS.value, _FRAMES.value)
     rows = [] if _BEAM_ONLY.value else list(ROWS)
     tvl1 = {"modalities": ["rgb", "flow"], "flow_algorithm": "tvl1"}  # 0.5-3 s a pair
@@ -246,6 +265,113 @@ def main(argv):
     if _BEAM.value or _BEAM_ONLY.value:
         _beam_rows(work, paths, env)
     print(f"(cpu count {os.cpu_count()}; scratch {work})")
+    return 0
+
+
+def make_kinetics(root: str, listed: int, on_disk: float) -> None:
+    """Synthetic Kinetics annotations listing `listed` clips, `on_disk` of the labelled ones as
+    empty files (reused when present)."""
+    stamp = os.path.join(root, f".made-v3-{listed}-{on_disk}")
+    if os.path.exists(stamp):
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "annotations"))
+    # as Kinetics' labels: most plain, a few quoted for a comma or a quote
+    labels = [f"class {c} doing things" for c in range(700)]
+    labels[::20] = [f'"class {c}, doing ""things"""' for c in range(0, 700, 20)]
+    parts = (
+        ("train", "train.csv", 0.84),
+        ("val", "validate.csv", 0.05),
+        ("test", "test.csv", 0.11),
+    )
+    start, every = 0, round(1 / on_disk) if on_disk > 0 else 0
+    for split, name, share in parts:
+        count = round(listed * share) if split != "test" else listed - start
+        header = "label,youtube_id,time_start,time_end,split\r\n"
+        if split == "test":
+            header = "youtube_id,time_start,time_end,split\r\n"
+        lines = [header]
+        folders = set()
+        for n in range(start, start + count):
+            clip = f"-{n:010d}"  # an 11-character id that begins with '-', as many do
+            label = labels[n % len(labels)]
+            if split == "test":
+                lines.append(f"{clip},{n % 300},{n % 300 + 10},{split}\r\n")
+                continue
+            lines.append(f"{label},{clip},{n % 300},{n % 300 + 10},{split}\r\n")
+            if every and n % every == 0:
+                unquoted = label[1:-1].replace('""', '"') if label[0] == '"' else label
+                folder = os.path.join(root, split, unquoted)
+                if folder not in folders:
+                    os.makedirs(folder, exist_ok=True)
+                    folders.add(folder)
+                name_ = f"{clip}_{n % 300:06d}_{n % 300 + 10:06d}.mp4"
+                open(os.path.join(folder, name_), "w").close()
+        start += count
+        with open(os.path.join(root, "annotations", name), "w", newline="") as f:
+            f.writelines(lines)
+    open(stamp, "w").close()
+
+
+def plan_only(work: str, listed: int, on_disk: float) -> int:
+    """Times the converter's start-up on a synthetic Kinetics job, phase by phase."""
+    import time
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    from tsn_keras import convert, splits
+
+    root = os.path.join(work, f"kinetics{listed}")
+    made = time.monotonic()
+    make_kinetics(root, listed, on_disk)
+    print(f"fixture: {listed} listed clips in {root} ({time.monotonic() - made:.1f} s to make)")
+    out = os.path.join(work, "plan_out")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.join(out, convert.PROGRESS_DIR))
+    config = convert.ConvertConfig(modalities=("rgb",))
+    phases = []
+
+    def timed(name, fn):
+        t, cpu = time.monotonic(), time.process_time()
+        value = fn()
+        phases.append((name, time.monotonic() - t, time.process_time() - cpu))
+        return value
+
+    split = timed(
+        "read the split (CSVs, disk walk, match)", lambda: splits.load_split("kinetics", root)
+    )
+    subsets = timed(
+        "jobs from the split",
+        lambda: {
+            "train": convert.jobs_from_pairs(split.train, split.classes, split.video_root),
+            "test": convert.jobs_from_pairs(split.test, split.classes, split.video_root),
+        },
+    )
+    shards = timed("plan shards (MD5 order, digests)", lambda: convert.plan_shards(subsets, config))
+
+    pending, _ = timed(
+        "resume check (sidecars, finished shards)", lambda: convert.pending_shards(out, shards)
+    )
+    planning = len(phases)
+    timed("import tensorflow (the writer's)", lambda: __import__("tensorflow"))
+    info = {"not_found": split.not_found}
+    timed(
+        "(at the end) manifest, not_found.txt",
+        lambda: convert.write_manifest(out, shards, config, [], info),
+    )
+    jobs = sum(len(j) for j in subsets.values())
+    print(
+        f"{listed} listed, {len(split.not_found)} not on disk, {jobs} videos to convert in "
+        f"{len(pending)} shards"
+    )
+    print(f"  {'phase':44s} {'wall s':>7s} {'CPU s':>7s}")
+    for name, wall, cpu in phases:
+        print(f"  {name:44s} {wall:7.2f} {cpu:7.2f}")
+    for name, upto in (("planning (before the import)", planning), ("start-up", planning + 1)):
+        wall, cpu = (sum(p[i] for p in phases[:upto]) for i in (1, 2))
+        print(f"  {name:44s} {wall:7.2f} {cpu:7.2f}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"peak RSS {rss:.0f} MB (cpu count {os.cpu_count()}; files in {work})")
     return 0
 
 

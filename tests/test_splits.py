@@ -466,14 +466,15 @@ def test_kinetics(tmp_path, val_name):
     train_csv = os.path.join(split_dir, "train.csv")
     assert result.not_found == [
         f"{train_csv}:6: gone1_000000_000010",
-        f"{train_csv}:7: z3_000030_000040",
+        f"{train_csv}:7: z3_000030_000040 (on disk as train/other class/z3_000030_000040.mp4: "
+        "not a folder of this list or label)",
         f"{os.path.join(split_dir, val_name)}:4: gone2_000000_000010",
     ]
     assert result.listed == {"train": 6, "test": 3, "unlabelled": 2}
     assert result.missing == []
     summary = splits.format_split_summary(result)
     assert "found on disk: train 4 of 6 listed, test 2 of 3 listed, unlabelled 1 of 2" in summary
-    assert "not found (left out; not downloaded?): 3" in summary
+    assert "not found (left out: not downloaded, or where noted): 3" in summary
 
 
 def test_kinetics_classes_come_from_train_csv_whatever_is_on_disk(tmp_path):
@@ -559,6 +560,198 @@ def test_kinetics_command_line(tmp_path, capsys):
     assert "error: --unlabelled_out" in capsys.readouterr().err
 
 
+# Kinetics-400 as cvdf ships it (k400_downloader.sh + k400_extractor.sh): flat split folders,
+# annotations/{train,val,test}.csv (test.csv labelled, DeepMind's current one), and
+# replacement/replacement_for_corrupted_k400/ holding clips that replace corrupted train ones.
+CVDF_TRAIN = (
+    "label,youtube_id,time_start,time_end,split\r\n"
+    "abseiling,--33Lscn6sk,4,14,train\r\n"
+    "abseiling,-0Bq9d3QGy4,30,40,train\r\n"  # corrupted in train/, replaced
+    '"tying knot (not on a tie, eg) bowtie",0IGrgDpxuXk,12,22,train\r\n'  # only replaced
+    "air drumming,-5tWkXHPBoQ,0,10,train\r\n"  # never downloaded
+)
+CVDF_VAL = "label,youtube_id,time_start,time_end,split\r\nair drumming,0wR5jVB-WPk,17,27,val\r\n"
+CVDF_TEST = (
+    "label,youtube_id,time_start,time_end,split\r\n"
+    '"tying knot (not on a tie, eg) bowtie",-Bf9j1tyUh8,80,90,test\r\n'
+    "abseiling,0aJ4Vyk_1zE,2,12,test\r\n"
+)
+CVDF_CLIPS = {
+    "train": ("--33Lscn6sk_000004_000014", "-0Bq9d3QGy4_000030_000040"),
+    "val": ("0wR5jVB-WPk_000017_000027",),
+    "test": ("-Bf9j1tyUh8_000080_000090", "0aJ4Vyk_1zE_000002_000012"),
+}
+CVDF_LABELS = {  # clip -> label folder, as arrange_by_classes.py makes them
+    "--33Lscn6sk_000004_000014": "abseiling",
+    "-0Bq9d3QGy4_000030_000040": "abseiling",
+    "0IGrgDpxuXk_000012_000022": "tying knot (not on a tie, eg) bowtie",
+    "0wR5jVB-WPk_000017_000027": "air drumming",
+    "-Bf9j1tyUh8_000080_000090": "tying knot (not on a tie, eg) bowtie",
+    "0aJ4Vyk_1zE_000002_000012": "abseiling",
+}
+REPLACED = ("-0Bq9d3QGy4_000030_000040", "0IGrgDpxuXk_000012_000022")
+
+
+def _cvdf(tmp_path):
+    root = str(tmp_path / "k400")
+    _touch(root, *(f"{s}/{c}.mp4" for s, clips in CVDF_CLIPS.items() for c in clips))
+    _touch(root, *(f"replacement/replacement_for_corrupted_k400/{c}.mp4" for c in REPLACED))
+    for name, text in (("train", CVDF_TRAIN), ("val", CVDF_VAL), ("test", CVDF_TEST)):
+        _write(os.path.join(root, "annotations", f"{name}.csv"), text)
+    return root
+
+
+def _ids(root, pairs):
+    return [(splits.video_id(p, root), label) for p, label in pairs]
+
+
+def test_kinetics_cvdf_download_prefers_the_replacement_clips(tmp_path, capsys):
+    root = _cvdf(tmp_path)
+    result = splits.load_split("kinetics", root)  # split_dir: <root>/annotations
+    assert result.classes == ["abseiling", "air drumming", "tying knot (not on a tie, eg) bowtie"]
+    assert _ids(root, result.train) == [
+        ("train/--33Lscn6sk_000004_000014.mp4", 0),
+        ("replacement/replacement_for_corrupted_k400/-0Bq9d3QGy4_000030_000040.mp4", 0),
+        ("replacement/replacement_for_corrupted_k400/0IGrgDpxuXk_000012_000022.mp4", 2),
+    ]
+    assert _ids(root, result.test) == [("val/0wR5jVB-WPk_000017_000027.mp4", 1)]
+    assert [splits.video_id(p, root) for p in result.unlabelled] == [
+        "test/-Bf9j1tyUh8_000080_000090.mp4",
+        "test/0aJ4Vyk_1zE_000002_000012.mp4",
+    ]
+    assert result.replaced == 2 and result.unlabelled_has_labels
+    train_csv = os.path.join(root, "annotations", "train.csv")
+    assert result.not_found == [f"{train_csv}:5: -5tWkXHPBoQ_000000_000010"]
+    assert splits.main(["splits", "--dataset=kinetics", f"--video_root={root}"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "found on disk: train 3 of 4 listed, test 1 of 1 listed, unlabelled 2 of 2 listed\n"
+        "the unlabelled list (test.csv) has labels: to evaluate on it, convert it as the test "
+        "list with --test_list test.csv\n"
+        "taken from replacement/replacement_for_corrupted_k400: 2 (cvdf's replacements of "
+        "corrupted clips, preferred to the originals)\n"
+    ) in out
+
+
+@pytest.mark.parametrize("video_root", ["k400", "k400/videos"])
+def test_kinetics_cvdf_arranged_by_classes(tmp_path, video_root):
+    """arrange_by_classes.py: videos/<split>/<label>/<clip>.mp4, symlinks to the clips (the
+    replacement where there is one); --video_root the download or its videos/ folder."""
+    root = _cvdf(tmp_path)
+    for split, clips in CVDF_CLIPS.items():
+        for clip in clips:
+            os.remove(os.path.join(root, split, f"{clip}.mp4"))
+    for clip, label in CVDF_LABELS.items():
+        split = {"0w": "val", "-B": "test", "0a": "test"}.get(clip[:2], "train")
+        folder = os.path.join(root, "videos", split, label)
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(root, "replacement", "replacement_for_corrupted_k400", clip + ".mp4")
+        if clip not in REPLACED:
+            target = os.path.join(tmp_path, "store", clip + ".mp4")
+            _touch(str(tmp_path / "store"), clip + ".mp4")
+        os.symlink(target, os.path.join(folder, clip + ".mp4"))
+    split_dir = os.path.join(root, "annotations")
+    result = splits.load_split("kinetics", str(tmp_path / video_root), split_dir=split_dir)
+    prefix = "videos/" if video_root == "k400" else ""
+    assert _ids(str(tmp_path / video_root), result.train) == [
+        (f"{prefix}train/abseiling/--33Lscn6sk_000004_000014.mp4", 0),
+        *(
+            [("replacement/replacement_for_corrupted_k400/-0Bq9d3QGy4_000030_000040.mp4", 0)]
+            if prefix
+            else [("train/abseiling/-0Bq9d3QGy4_000030_000040.mp4", 0)]
+        ),
+        *(
+            [("replacement/replacement_for_corrupted_k400/0IGrgDpxuXk_000012_000022.mp4", 2)]
+            if prefix
+            else [("train/tying knot (not on a tie, eg) bowtie/0IGrgDpxuXk_000012_000022.mp4", 2)]
+        ),
+    ]
+    assert _ids(str(tmp_path / video_root), result.test) == [
+        (f"{prefix}val/air drumming/0wR5jVB-WPk_000017_000027.mp4", 1)
+    ]
+    assert len(result.unlabelled) == 2 and len(result.not_found) == 1
+    assert result.replaced == (2 if prefix else 0)
+
+
+def test_kinetics_labelled_test_csv_as_the_test_list(tmp_path, capsys, monkeypatch):
+    """DeepMind's labelled test.csv, its clips in test/<label>/ (as mmaction2's download.py
+    leaves a labelled list), evaluated with --test_list test.csv."""
+    root = _cvdf(tmp_path)
+    for clip in CVDF_CLIPS["test"]:
+        folder = os.path.join(root, "test", CVDF_LABELS[clip])
+        os.makedirs(folder, exist_ok=True)
+        os.rename(os.path.join(root, "test", clip + ".mp4"), os.path.join(folder, clip + ".mp4"))
+    default = splits.load_split("kinetics", root)
+    assert len(default.unlabelled) == 2 and default.unlabelled_has_labels
+    monkeypatch.chdir(tmp_path)  # a test.csv here is not split_dir's
+    _write(str(tmp_path / "test.csv"), "not,a,kinetics,list\n")
+    result = splits.load_split("kinetics", root, test_list="test.csv")
+    assert _ids(root, result.test) == [
+        ("test/tying knot (not on a tie, eg) bowtie/-Bf9j1tyUh8_000080_000090.mp4", 2),
+        ("test/abseiling/0aJ4Vyk_1zE_000002_000012.mp4", 0),
+    ]
+    assert result.unlabelled == [] and result.listed == {"train": 4, "test": 2}
+    argv = ["splits", "--dataset=kinetics", f"--video_root={root}", "--test_list=test.csv"]
+    assert splits.main(argv) == 0
+    assert "test videos: 2\n" in capsys.readouterr().out
+    # a label the train list lacks is the test list's error, with its line
+    test_csv = os.path.join(root, "annotations", "test.csv")
+    _write(test_csv, CVDF_TEST + "swimming,1aJ4Vyk_1zE,0,10,test\r\n")
+    with pytest.raises(ValueError, match=r"test\.csv:4: class 'swimming' is not in train\.csv"):
+        splits.load_split("kinetics", root, test_list="test.csv")
+    # the older test.csv, without labels, cannot be the test list
+    _write(test_csv, "youtube_id,time_start,time_end,split\r\n-Bf9j1tyUh8,80,90,test\r\n")
+    with pytest.raises(ValueError, match=r"test\.csv:1: the header has no label column"):
+        splits.load_split("kinetics", root, test_list="test.csv")
+    assert splits.load_split("kinetics", root).unlabelled_has_labels is False
+
+
+def test_kinetics_mmaction2_names_and_lists_named_by_flag(tmp_path):
+    """mmaction2: download_annotations.sh renames the CSVs kinetics_{train,val,test}.csv,
+    download.py puts the clips in videos_<split>/<label>/ (test: videos_test/test/)."""
+    root = str(tmp_path / "data" / "kinetics400")
+    for name, text in (("train", CVDF_TRAIN), ("val", CVDF_VAL)):
+        _write(os.path.join(root, "annotations", f"kinetics_{name}.csv"), text)
+    _write(
+        os.path.join(root, "annotations", "kinetics_test.csv"),
+        "youtube_id,time_start,time_end,split\n-Bf9j1tyUh8,80,90,test\n",
+    )
+    _touch(
+        root,
+        "videos_train/abseiling/--33Lscn6sk_000004_000014.mp4",
+        "videos_val/air drumming/0wR5jVB-WPk_000017_000027.mp4",
+        "videos_test/test/-Bf9j1tyUh8_000080_000090.mp4",
+    )
+    result = splits.load_split("kinetics", root)
+    assert _ids(root, result.train) == [("videos_train/abseiling/--33Lscn6sk_000004_000014.mp4", 0)]
+    assert _ids(root, result.test) == [("videos_val/air drumming/0wR5jVB-WPk_000017_000027.mp4", 1)]
+    assert result.listed == {"train": 4, "test": 1, "unlabelled": 1}
+    assert [splits.video_id(p, root) for p in result.unlabelled] == [
+        "videos_test/test/-Bf9j1tyUh8_000080_000090.mp4"
+    ]
+    assert result.not_found_subsets == ["train"] * 3 and len(result.not_found) == 3
+    # any name, by flag: a path, or a name in split_dir
+    mine = str(tmp_path / "my lists" / "k400 train subset.csv")
+    _write(
+        mine,
+        CVDF_TRAIN.replace(
+            '"tying knot (not on a tie, eg) bowtie",0IGrgDpxuXk,12,22,train\r\n', ""
+        ),
+    )
+    os.rename(
+        os.path.join(root, "annotations", "kinetics_val.csv"),
+        os.path.join(root, "annotations", "holdout.csv"),
+    )
+    result = splits.load_split("kinetics", root, train_list=mine, test_list="holdout.csv")
+    assert (len(result.train), len(result.test), result.listed["train"]) == (1, 1, 3)
+    with pytest.raises(ValueError, match="validate.csv, val.csv, validation.csv, kinetics_val"):
+        splits.load_split("kinetics", root)
+    with pytest.raises(ValueError, match="nothere.csv does not exist"):
+        splits.load_split("kinetics", root, test_list="nothere.csv")
+    with pytest.raises(ValueError, match="name Kinetics CSVs; dataset folder"):
+        splits.load_split("folder", root, test_list="holdout.csv")
+
+
 # ------------------------------------------------------------------------------------------ SSv2
 
 SSV2_LABELS = {
@@ -621,6 +814,11 @@ def test_ssv2(tmp_path):
         ({"train": [{"template": "x"}]}, "-train.json: entry 1: has no 'id'"),
         ({"validation": [{"id": "7"}]}, "-validation.json: entry 1 (id 7): has no 'template'"),
         ({"train": '[\n {"id": "1",,}\n]'}, "-train.json:2: not valid JSON"),
+        (  # SSv2's files are one line: the column and offset say where
+            {"validation": '[{"id": "1",,}]'},
+            "-validation.json:1: not valid JSON at column 13, character offset 12 (Expecting "
+            "property name enclosed in double quotes)",
+        ),
         ({"labels": {"A": "0", "B": "2"}}, "-labels.json: indices must be 0..1 without gaps"),
     ],
 )
@@ -630,6 +828,25 @@ def test_ssv2_bad_files_name_file_and_entry(tmp_path, override, expected):
         splits.load_split("ssv2", root, split_dir=split_dir)
     assert str(info.value).startswith(split_dir), str(info.value)
     assert expected in str(info.value)
+
+
+def test_ssv2_duplicate_id_advice_is_ssv2s(tmp_path):
+    dup = [*SSV2_TRAIN, {"id": "78687", "template": "Putting [something] on a surface"}]
+    root, split_dir = _ssv2(tmp_path, train=dup)
+    with pytest.raises(ValueError) as info:
+        splits.load_split("ssv2", root)
+    assert str(info.value).endswith("remove one of the two rows (each SSv2 id names one video)")
+    assert "youtube_id" not in str(info.value)
+
+
+def test_a_partial_download_names_20_empty_classes_then_counts(tmp_path):
+    labels = {f"Pretending to put something {i:03d}": str(i) for i in range(174)}  # as SSv2
+    train = [{"id": "78687", "template": "Pretending to put [something] 005"}]
+    root, _ = _ssv2(tmp_path, labels=labels, train=train, validation=[])
+    summary = splits.format_split_summary(splits.load_split("ssv2", root))
+    named = ", ".join(f"Pretending to put something {i:03d}" for i in [*range(5), *range(6, 21)])
+    assert f"warning: 173 classes have no train videos: {named} ... and 153 more\n" in summary
+    assert "warning: 174 classes have no test videos: " in summary
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,7 @@ def _write_manifest(out_dir: str, shards, config, classes, info) -> dict:
         manifest = shard_lib.write_manifest(view, shards, config, classes, info)
         if view != out_dir:
             gfile = _gfile()
-            for name in (records.MANIFEST_NAME, shard_lib.FAILURES_NAME):
+            for name in (records.MANIFEST_NAME, shard_lib.FAILURES_NAME, shard_lib.NOT_FOUND_NAME):
                 remote = _join(out_dir, name)
                 gfile.rename(_upload(os.path.join(view, name), remote), remote, overwrite=True)
     return manifest
@@ -174,7 +174,8 @@ def _shard_from_json(d: dict):
 def _read_plan(path: str) -> dict:
     with _gfile().GFile(path, "rb") as f:
         plan = json.load(f)
-    return {"shards": [_shard_from_json(s) for s in plan["shards"]], "pending": plan["pending"]}
+    shards = [_shard_from_json(s) for s in plan["shards"]]
+    return {"shards": shards, "pending": plan["pending"], "not_found": plan.get("not_found", [])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +299,8 @@ class _WriteManifest(beam.DoFn):
         if missing:
             raise RuntimeError(f"shards not written: {missing[:5]}")
         shards = plan["shards"]
-        manifest = _write_manifest(self.out_dir, shards, self.config, self.classes, self.info)
+        info = dict(self.info, not_found=plan.get("not_found", []))
+        manifest = _write_manifest(self.out_dir, shards, self.config, self.classes, info)
         yield manifest["complete"]
 
 
@@ -393,14 +395,14 @@ def convert(
     else:
         _gfile().makedirs(_join(out_dir, shard_lib.PROGRESS_DIR))
     with _local_view(out_dir) as view:
-        pending = [s for s in shards if not shard_lib.shard_done(view, s)]
-    report = shard_lib.ConvertReport(
-        manifest={}, skipped_shards=[s.name for s in shards if s not in pending]
-    )
+        pending, skipped = shard_lib.pending_shards(view, shards)
+    report = shard_lib.ConvertReport(manifest={}, skipped_shards=skipped)
     start = time.monotonic()
     if pending:
-        # every shard (the manifest step needs them all), and which ones to convert
+        # every shard (the manifest step needs them all), which ones to convert, and the
+        # videos not on disk (the manifest lists them; a Dataflow job graph has no room)
         plan = {"shards": [_shard_to_json(s) for s in shards], "pending": [s.name for s in pending]}
+        plan["not_found"] = list(info.pop("not_found", []))
         text = json.dumps(plan, sort_keys=True)
         digest = hashlib.sha1(text.encode()).hexdigest()[:16]
         plan_path = _join(out_dir, shard_lib.PROGRESS_DIR, f"beam-plan-{digest}.json")

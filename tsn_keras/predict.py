@@ -17,6 +17,10 @@ output, the table then goes to standard error) writes, for each video, its path 
 `--tflite FILE` adds a LiteRT model of `export --tflite` (as --models does an export). A
 video that cannot be decoded is reported and skipped; the exit status is then 1.
 
+A video file whose name begins with '-' (Kinetics clips are named by YouTube ids, which often
+do) is taken as a video, not a flag, when it exists; `./-x.mp4`, or the names after `--`,
+work too.
+
 --timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
 window a TSN clip of --num_segments snippets, frames streamed) and writes per video a JSON, a
 CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py).
@@ -34,6 +38,7 @@ import tensorflow as tf
 from absl import flags
 
 from tsn_keras import cli, convert, evaluate, flow, fuse
+from tsn_keras.splits import VIDEO_EXTENSIONS
 
 VIDEOS_PER_PASS = 64  # videos converted and held (~2 MB each at 25 snippets) per scoring pass
 
@@ -111,9 +116,25 @@ def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
     return [{"label": classes[i], "score": float(probs[i])} for i in order]
 
 
+def _dashed_videos_last(argv: Sequence[str]) -> list[str]:
+    """argv with the existing video files whose names begin with '-' moved after `--`, where
+    absl takes every argument as positional (otherwise `-abc.mp4` is an unknown flag)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    dashed = [
+        a
+        for a in argv[1:end]
+        if a.startswith("-") and a.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(a)
+    ]
+    if not dashed:
+        return list(argv)
+    head = [a for a in argv[:end] if a not in dashed]
+    return [*head, "--", *dashed, *argv[end + 1 :]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; returns 0, 1 when a video failed, 2 on bad flags or models."""
     argv = cli.expand_space_separated(sys.argv if argv is None else argv, ["models", "weights"])
+    argv = _dashed_videos_last(argv)
     fv = flags.FlagValues()
     flags.DEFINE_list("models", None, "Export folders (or model_dirs).", flag_values=fv)
     flags.DEFINE_list("tflite", [], "LiteRT files of export --tflite.", flag_values=fv)

@@ -365,12 +365,13 @@ _COLOURS = (
 
 def plotted_classes(timeline: Timeline, max_classes: int = 5) -> list[int]:
     """The classes worth a line: those that win windows, most windows first (ties: higher peak
-    score), then the highest-scoring others, up to `max_classes`."""
+    score), up to `max_classes`. A class that wins no window is left out (the legend names only
+    what the strip under the plot shows)."""
     winners = np.argmax(timeline.probs, axis=1)  # [windows]
     wins = np.bincount(winners, minlength=len(timeline.classes))
     peak = timeline.probs.max(axis=0)
-    order = sorted(range(len(timeline.classes)), key=lambda c: (-wins[c], -peak[c], c))
-    return order[: min(max_classes, len(order))]
+    order = sorted(np.flatnonzero(wins).tolist(), key=lambda c: (-wins[c], -peak[c], c))
+    return order[:max_classes]
 
 
 def render_plot(timeline: Timeline, width: int = 960, max_classes: int = 5) -> np.ndarray:

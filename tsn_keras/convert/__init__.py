@@ -63,6 +63,7 @@ from tsn_keras.convert.command import USAGE, main
 from tsn_keras.convert.progress import Progress, warn
 from tsn_keras.convert.shards import (
     FAILURES_NAME,
+    NOT_FOUND_NAME,
     PROGRESS_DIR,
     SUBSETS,
     VIDEOS_PER_SHARD,
@@ -72,6 +73,7 @@ from tsn_keras.convert.shards import (
     auto_num_shards,
     convert,
     jobs_from_pairs,
+    pending_shards,
     plan_shards,
     shard_done,
     write_manifest,
@@ -95,6 +97,7 @@ from tsn_keras.convert.workers import KILL_WORKER_ENV, PREFETCH, WORKER_TRIES, v
 __all__ = [
     "FAILURES_NAME",
     "KILL_WORKER_ENV",
+    "NOT_FOUND_NAME",
     "PREFETCH",
     "PROGRESS_DIR",
     "SUBSETS",
@@ -119,6 +122,7 @@ __all__ = [
     "is_short",
     "jobs_from_pairs",
     "main",
+    "pending_shards",
     "plan_shards",
     "shard_done",
     "shortfall_text",

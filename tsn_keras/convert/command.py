@@ -13,6 +13,7 @@ from tsn_keras import cli, splits
 from tsn_keras import flow as flow_lib
 from tsn_keras.convert.shards import (
     FAILURES_NAME,
+    NOT_FOUND_NAME,
     PROGRESS_DIR,
     SUBSETS,
     ConvertReport,
@@ -36,8 +37,9 @@ so training one stream reads only its bytes), <out>/manifest.json and <out>/fail
 shards are kept, unfinished ones redone; --retry_failed also redoes the finished shards that
 hold failed videos (a worker killed by the out-of-memory killer). Videos that cannot be decoded
 (or decode fewer than --min_decoded_fraction of the frames their container declares) are
-skipped and listed. Several machines can share the work with `--shard_index k
---num_shards_total M` on one shared --out.
+skipped and listed. Kinetics and SSv2 videos listed but not on disk are counted and named in
+<out>/not_found.txt and the manifest's `not_found` (--require_all stops instead). Several
+machines can share the work with `--shard_index k --num_shards_total M` on one shared --out.
 Record format: tsn_keras/records.py.
 
 Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
@@ -71,6 +73,13 @@ def _define_input_flags(fv: flags.FlagValues) -> None:
     )
     flags.DEFINE_string(
         "out", None, "Output folder; default tfrecords/<dataset>_split<N>.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "unlabelled_out",
+        None,
+        "kinetics, ssv2: also write the paths of the unlabelled test videos on disk here, one a "
+        "line (for tsn_keras.predict; they are not converted).",
+        flag_values=fv,
     )
 
 
@@ -211,7 +220,14 @@ def _run(
         for s in SUBSETS
         if s in fv.subsets
     }
+    if fv.unlabelled_out:
+        try:
+            print(splits.write_unlabelled(split, fv.unlabelled_out))
+        except OSError as e:
+            raise flags.Error(f"--unlabelled_out {fv.unlabelled_out}: {e.strerror}") from None
     info = {"dataset": fv.dataset, "split": fv.split, "flags": fv.flag_values_dict()}
+    absent = zip(split.not_found, split.not_found_subsets, strict=True)
+    info["not_found"] = [m for m, s in absent if s in subsets]  # manifest, not_found.txt
     if fv.runner:  # no _check_out: --out may be on cloud storage (gs://)
         from tsn_keras import beam
 
@@ -226,6 +242,14 @@ def _run(
         workers=fv.workers, slice_index=fv.shard_index, num_slices=fv.num_shards_total,
         info=info, progress=fv.progress, retry_failed=fv.retry_failed,
     )  # fmt: skip
+
+
+def _absent_text(manifest: dict, out: str) -> str:
+    """The summary's words on listed videos that are not on disk (none: nothing)."""
+    absent = manifest.get("not_found", [])  # manifests written before it lack the field
+    if not absent:
+        return ""
+    return f"; listed but not on disk: {len(absent)}; list in {os.path.join(out, NOT_FOUND_NAME)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,5 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if manifest["failures"] and not fv.retry_failed
             else ""
         )
+        + _absent_text(manifest, out)
     )
     return 1 if manifest["failures"] else 0

@@ -23,6 +23,7 @@ from tsn_keras.convert.workers import video_results
 
 SUBSETS = ("train", "test")
 FAILURES_NAME = "failures.txt"
+NOT_FOUND_NAME = "not_found.txt"  # listed videos that are not on disk (kinetics, ssv2)
 PROGRESS_DIR = ".progress"
 # Automatic shard count: about 100 videos per shard, i.e. per modality file ~70 MB of rgb or
 # ~110 MB of flow at 25 snippets of 340x256.
@@ -46,10 +47,12 @@ def assign_shards(jobs: Sequence[VideoJob], num_shards: int) -> list[list[VideoJ
     """Deals the jobs to `num_shards` shards: MD5 order of video ids, round-robin."""
     if num_shards < 1:
         raise ValueError(f"--num_shards must be >= 1. Received: {num_shards}")
-    ids = [j.video_id for j in jobs]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"duplicate video ids in one subset: {dup[:3]}")
+    seen: set[str] = set()
+    dup: set[str] = set()
+    for job in jobs:  # a set, not ids.count(): that was O(N^2)
+        (dup if job.video_id in seen else seen).add(job.video_id)
+    if dup:
+        raise ValueError(f"duplicate video ids in one subset: {sorted(dup)[:3]}")
     order = sorted(jobs, key=lambda j: (hashlib.md5(j.video_id.encode()).hexdigest(), j.video_id))
     return [order[s::num_shards] for s in range(num_shards)]
 
@@ -183,10 +186,8 @@ def convert(
 
     shards = plan_shards(subsets, config, num_shards)
     mine = [s for s in shards if s.index % num_slices == slice_index]
-    pending = [
-        s for s in mine if not shard_done(out_dir, s) or (retry_failed and _failed(out_dir, s))
-    ]
-    report = ConvertReport(manifest={}, skipped_shards=[s.name for s in mine if s not in pending])
+    pending, skipped = pending_shards(out_dir, mine, retry_failed)
+    report = ConvertReport(manifest={}, skipped_shards=skipped)
 
     tasks = [job for s in pending for job in s.jobs]
     if pending:
@@ -203,6 +204,18 @@ def convert(
     report.seconds = time.monotonic() - start
     report.manifest = write_manifest(out_dir, shards, config, classes, info or {})
     return report
+
+
+def pending_shards(
+    out_dir: str, shards: Sequence[Shard], retry_failed: bool = False
+) -> tuple[list[Shard], list[str]]:
+    """(the shards still to convert, the names of those finished), by `shard_done`; with
+    `retry_failed`, finished shards that hold failed videos are converted again too."""
+    pending = [
+        s for s in shards if not shard_done(out_dir, s) or (retry_failed and _failed(out_dir, s))
+    ]
+    todo = {s.name for s in pending}  # a set: list membership made this O(shards^2)
+    return pending, [s.name for s in shards if s.name not in todo]
 
 
 def write_shards(
@@ -289,7 +302,12 @@ def _write_shard_files(
 def write_manifest(
     out_dir: str, shards: Sequence[Shard], config: ConvertConfig, classes, info: Mapping
 ) -> dict:
-    """Rebuilds manifest.json and failures.txt from the sidecars of every finished shard."""
+    """Rebuilds manifest.json and failures.txt from the sidecars of every finished shard.
+
+    `info["not_found"]` (the split's `not_found`: listed videos that are not on disk) goes to
+    the manifest's `not_found` ([] when absent; manifests written before it lack the field)
+    and to not_found.txt, one a line.
+    """
     sets: dict[str, dict] = {}
     failures, short, fallbacks = [], [], 0
     for shard in shards:
@@ -329,14 +347,17 @@ def write_manifest(
         "failures": failures,
         "short_videos": short,
         "warped_flow_fallbacks": fallbacks,
+        "not_found": list(info.get("not_found", [])),
     }
     if config.has_flow and config.flow_algorithm == "tvl1_tensor":
         manifest["flow"]["preset"] = config.flow_preset
-    manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split")})
+    manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split", "not_found")})
     manifest.setdefault("flags", {})
     _write_json(os.path.join(out_dir, records.MANIFEST_NAME), manifest)
     failed = "".join(f"{x['path']}\t{x['reason']}\n" for x in failures)
     _write_text(os.path.join(out_dir, FAILURES_NAME), failed)
+    absent = "".join(f"{line}\n" for line in manifest["not_found"])
+    _write_text(os.path.join(out_dir, NOT_FOUND_NAME), absent)
     return manifest
 
 

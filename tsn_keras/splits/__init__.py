@@ -12,15 +12,19 @@ Six layouts, one result (`Split`):
           <video_root>/<class>/<video>. split_dir defaults to
           <video_root>/testTrainMulti_7030_splits (the folder HMDB51's archive unpacks to).
   kinetics  the official annotation CSVs in <split_dir> (default <video_root>/annotations):
-          train.csv is the train list, validate.csv (or val.csv) the test list, test.csv (no
-          labels) the unlabelled list, for prediction only. Columns by the header:
-          label,youtube_id,time_start,time_end,split[,is_cc] (labels may hold spaces, commas
-          and quotes, CSV-quoted). Classes = the sorted labels of train.csv, so the index is
-          the same whatever part of the dataset is on disk. A video is the first of
-          <video_root>[/<split>][/<label>]/<youtube_id>_<start:06d>_<end:06d>.<ext> or
-          .../<youtube_id>.<ext> that exists (<split> as in the row, or train / val, validate /
-          test, or mmaction2's videos_train / videos_val; <label> as written or with '_' for
-          spaces; any VIDEO_EXTENSIONS; folder names compare case-insensitively).
+          train.csv (or mmaction2's kinetics_train.csv) is the train list, validate.csv
+          (val.csv, validation.csv, kinetics_val.csv) the test list, test.csv (or
+          kinetics_test.csv) the unlabelled list, for prediction only; --train_list /
+          --test_list name other files (a labelled test.csv can be the test list). Columns by
+          the header: label,youtube_id,time_start,time_end,split[,is_cc] (labels may hold
+          spaces, commas and quotes, CSV-quoted). Classes = the sorted labels of the train
+          list, so the index is the same whatever part of the dataset is on disk. A video is
+          the first of <video_root>[/videos][/<split>][/<label>]/<youtube_id>_<start:06d>_
+          <end:06d>.<ext> or .../<youtube_id>.<ext> that exists (<split> as in the row, or
+          train / val, validate / test, or mmaction2's videos_train / videos_val; <label> as
+          written or with '_' for spaces; any VIDEO_EXTENSIONS; folder names compare
+          case-insensitively); a clip in cvdf's replacement/replacement_for_corrupted_k400/
+          is taken first (counted in `Split.replaced`).
   ssv2    something-something-v2-labels.json ({template: index}), -train.json and
           -validation.json (lists of {id, template, label, placeholders}) and -test.json ({id};
           unlabelled, for prediction only) in <split_dir> (default <video_root>/labels); the
@@ -76,6 +80,7 @@ from tsn_keras.splits.command import (
     format_split_summary,
     main,
     split_from_flags,
+    write_unlabelled,
 )
 from tsn_keras.splits.common import (
     DATASETS,
@@ -107,4 +112,5 @@ __all__ = [
     "split_from_flags",
     "ssv2_class_name",
     "video_id",
+    "write_unlabelled",
 ]

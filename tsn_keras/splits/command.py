@@ -11,9 +11,12 @@ from absl import flags
 from tsn_keras import cli
 from tsn_keras.splits.common import DATASETS, Split
 from tsn_keras.splits.load import load_split
+from tsn_keras.splits.web import REPLACEMENT_DIR
 
 
-def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | None = 20) -> str:
+def format_split_summary(
+    split: Split, max_classes: int = 30, max_listed: int | None = 20, max_empty: int = 20
+) -> str:
     """Counts for a person: train/test videos, classes, per-class counts, absent and ignored
     files.
 
@@ -21,6 +24,7 @@ def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | 
       split: the split to describe.
       max_classes: classes up to this number get one line each; more get min/median/max.
       max_listed: videos not found (kinetics, ssv2) named at most, the rest counted; None: all.
+      max_empty: classes without train (test) videos named at most, the rest counted.
     """
     num = len(split.classes)
     train = [0] * num
@@ -43,9 +47,19 @@ def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | 
             + ", ".join(f"{name} {found[name]} of {n} listed" for name, n in split.listed.items())
             + (
                 " (unlabelled: the test list without labels)"
-                if "unlabelled" in split.listed
+                if "unlabelled" in split.listed and not split.unlabelled_has_labels
                 else ""
             )
+        )
+        if split.unlabelled_has_labels:
+            lines.append(
+                "the unlabelled list (test.csv) has labels: to evaluate on it, convert it as the "
+                "test list with --test_list test.csv"
+            )
+    if split.replaced:
+        lines.append(
+            f"taken from {REPLACEMENT_DIR}: {split.replaced} (cvdf's "
+            "replacements of corrupted clips, preferred to the originals)"
         )
     if num <= max_classes:
         lines.append("  label  train   test  class")
@@ -65,7 +79,9 @@ def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | 
     for name, counts in (("train", train), ("test", test)):
         empty = [split.classes[i] for i in range(num) if counts[i] == 0]
         if empty:
-            lines.append(f"warning: {len(empty)} classes have no {name} videos: {', '.join(empty)}")
+            named = ", ".join(empty[:max_empty])
+            more = f" ... and {len(empty) - max_empty} more" if len(empty) > max_empty else ""
+            lines.append(f"warning: {len(empty)} classes have no {name} videos: {named}{more}")
     if split.ignored:
         total = sum(split.ignored.values())
         kinds = sorted(split.ignored.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -75,7 +91,9 @@ def format_split_summary(split: Split, max_classes: int = 30, max_listed: int | 
     lines += [f"  {m}" for m in split.missing]
     if split.listed:
         shown = split.not_found if max_listed is None else split.not_found[:max_listed]
-        lines.append(f"not found (left out; not downloaded?): {len(split.not_found)}")
+        lines.append(
+            f"not found (left out: not downloaded, or where noted): {len(split.not_found)}"
+        )
         lines += [f"  {m}" for m in shown]
         if len(shown) < len(split.not_found):
             lines.append(f"  ... and {len(split.not_found) - len(shown)} more (--list_all)")
@@ -101,6 +119,20 @@ def define_dataset_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_bool(
         "require_all", False, "A listed video that is not on disk is an error.", flag_values=fv
     )
+    flags.DEFINE_string(
+        "train_list",
+        None,
+        "kinetics: the train list's CSV (a path, or a name in --split_dir); default train.csv "
+        "or kinetics_train.csv.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "test_list",
+        None,
+        "kinetics: the test list's CSV; default validate.csv, val.csv, validation.csv or "
+        "kinetics_val.csv; test.csv (when labelled) evaluates on Kinetics' test set.",
+        flag_values=fv,
+    )
     flags.mark_flags_as_required(["dataset", "video_root"], flag_values=fv)
 
 
@@ -121,7 +153,23 @@ def split_from_flags(fv: flags.FlagValues, require_all: bool = False) -> Split:
         csv_path=fv.csv,
         test_fraction=fv.test_fraction,
         require_all=require_all,
+        train_list=fv.train_list,
+        test_list=fv.test_list,
     )
+
+
+def write_unlabelled(split: Split, path: str) -> str:
+    """Writes the paths of the unlabelled videos on disk to `path`, one a line.
+
+    Returns:
+      The line that says so.
+
+    Raises:
+      OSError: the file cannot be written.
+    """
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{video}\n" for video in split.unlabelled)
+    return f"unlabelled videos: {len(split.unlabelled)} paths written to {path}"
 
 
 def _flag_values() -> flags.FlagValues:
@@ -175,12 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_split_summary(split, max_listed=None if fv.list_all else 20))
     if fv.unlabelled_out:
         try:
-            with open(fv.unlabelled_out, "w", encoding="utf-8") as f:
-                f.writelines(f"{path}\n" for path in split.unlabelled)
+            print(write_unlabelled(split, fv.unlabelled_out))
         except OSError as e:
             print(f"error: --unlabelled_out {fv.unlabelled_out}: {e.strerror}", file=sys.stderr)
             return 1
-        print(f"unlabelled videos: {len(split.unlabelled)} paths written to {fv.unlabelled_out}")
     if split.missing or (fv.require_all and split.not_found):
         return 1
     return 0

@@ -51,6 +51,11 @@ class Split:
         are on disk (for `tsn_keras.predict`; not used for training or evaluation).
       ignored: folder: files in the class folders that are not videos, by lowercase extension
         ("" for none): {".txt": 2, ".json": 1}.
+      not_found_subsets: the list ("train" or "test") of each `not_found` entry.
+      replaced: kinetics: listed videos taken from cvdf's replacements for corrupted clips
+        (`<video_root>/replacement/replacement_for_corrupted_k400/`).
+      unlabelled_has_labels: kinetics: the unlabelled list (test.csv) has a label column
+        (DeepMind's newer test.csv files): it can be the test list (`test_list`).
     """
 
     train: list[tuple[str, int]]
@@ -62,6 +67,9 @@ class Split:
     listed: dict[str, int] = dataclasses.field(default_factory=dict)
     unlabelled: list[str] = dataclasses.field(default_factory=list)
     ignored: dict[str, int] = dataclasses.field(default_factory=dict)
+    not_found_subsets: list[str] = dataclasses.field(default_factory=list)
+    replaced: int = 0
+    unlabelled_has_labels: bool = False
 
 
 def video_id(path: str, video_root: str) -> str:
@@ -77,7 +85,14 @@ def video_id(path: str, video_root: str) -> str:
     Raises:
       ValueError: path is not under video_root.
     """
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(video_root))
+    prefix = video_root.rstrip(os.sep) + os.sep
+    rest = path[len(prefix) :]
+    sep = os.sep
+    normal = f"{sep}." not in sep + rest and sep * 2 not in rest
+    if os.path.isabs(prefix) and path.startswith(prefix) and normal:
+        rel = rest  # the splits' own absolute, normal paths: no normalising needed (faster)
+    else:
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(video_root))
     rel = rel.replace(os.sep, "/")
     if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
         raise ValueError(

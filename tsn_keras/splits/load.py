@@ -18,6 +18,8 @@ def load_split(
     csv_path: str | None = None,
     test_fraction: float = 0.3,
     require_all: bool = False,
+    train_list: str | None = None,
+    test_list: str | None = None,
 ) -> Split:
     """Reads a dataset's split into (path, label) lists.
 
@@ -33,6 +35,10 @@ def load_split(
       test_fraction: fraction of videos in the test set (folder, csv), in [0, 1].
       require_all: a listed video that is not on disk (`Split.missing`, `Split.not_found`)
         raises instead of being reported.
+      train_list: kinetics: the train list's CSV (a path, or a name in split_dir) instead of
+        train.csv (or kinetics_train.csv).
+      test_list: kinetics: the test list's CSV instead of validate.csv (val.csv,
+        validation.csv, kinetics_val.csv); e.g. a labelled test.csv, to evaluate on it.
 
     Returns:
       The Split: absolute paths under video_root, 0-based labels, class names, missing videos.
@@ -41,7 +47,14 @@ def load_split(
       ValueError: a bad argument (named), a bad split file ("file:line: what; what to do"), or,
         with require_all, listed videos that are not on disk (counted, the first ones named).
     """
-    result = _load(dataset, video_root, split_dir, split, csv_path, test_fraction)
+    if dataset != "kinetics" and (train_list or test_list):
+        raise ValueError(
+            f"train_list / test_list (--train_list, --test_list) name Kinetics CSVs; dataset "
+            f"{dataset} takes its lists by their usual names. Received: train_list={train_list!r}"
+            f", test_list={test_list!r}"
+        )
+    lists = (train_list, test_list)
+    result = _load(dataset, video_root, split_dir, split, csv_path, test_fraction, lists)
     absent = result.missing + result.not_found
     if require_all and absent:
         shown = "\n  ".join(absent[:10])
@@ -61,6 +74,7 @@ def _load(
     split: int,
     csv_path: str | None,
     test_fraction: float,
+    lists: tuple[str | None, str | None] = (None, None),
 ) -> Split:
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; Received: {dataset!r}")
@@ -88,7 +102,7 @@ def _load(
         loaders = {
             "ucf101": lambda: load_ucf101(video_root, split_dir, split),
             "hmdb51": lambda: load_hmdb51(video_root, split_dir, split),
-            "kinetics": lambda: load_kinetics(video_root, split_dir),
+            "kinetics": lambda: load_kinetics(video_root, split_dir, *lists),
             "ssv2": lambda: load_ssv2(video_root, split_dir),
         }
         return loaders[dataset]()
