@@ -494,22 +494,27 @@ def _print_comparison(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; returns the exit status (0 ok, 1 a damaged shard, 2 bad flags or inputs)."""
-    argv = sys.argv if argv is None else argv
+    return cli.run(
+        _main,
+        argv,
+        usage_errors=(FileNotFoundError, ValueError),
+        failures=(records.DamagedRecordsError,),
+    )
+
+
+def _main(argv: list[str]) -> int:
     fv = flags.FlagValues()
     _define_flags(fv)
-    try:
-        if cli.parse_flags(fv, argv, __doc__) is None:
-            return 0
-        if fv.model_dir is not None and fv.saved_model is not None:
-            raise flags.Error("pass one of --model_dir (a training run) or --saved_model")
-        if fv.model_dir is None and fv.saved_model is None and fv.tflite is None:
-            raise flags.Error("pass --model_dir (a training run), --saved_model or --tflite")
-        if not fv.records:
-            raise flags.Error("--records is required: the folder make_tfrecords.py wrote")
-        if fv.num_segments < 1:
-            raise flags.Error(f"--num_segments must be >= 1. Received: {fv.num_segments}")
-    except flags.Error as e:
-        return cli.usage_error(e)
+    if cli.parse_flags(fv, argv, __doc__) is None:
+        return 0
+    if fv.model_dir is not None and fv.saved_model is not None:
+        raise flags.Error("pass one of --model_dir (a training run) or --saved_model")
+    if fv.model_dir is None and fv.saved_model is None and fv.tflite is None:
+        raise flags.Error("pass --model_dir (a training run), --saved_model or --tflite")
+    if not fv.records:
+        raise flags.Error("--records is required: the folder make_tfrecords.py wrote")
+    if fv.num_segments < 1:
+        raise flags.Error(f"--num_segments must be >= 1. Received: {fv.num_segments}")
     source = fv.tflite or fv.model_dir or fv.saved_model
     reference = None
     if fv.tflite:
@@ -519,18 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             reference = beside
     output_dir = _output_dir(fv)
     args = (fv.records, fv.subset, fv.num_segments, int(fv.crops), fv.max_videos, fv.progress)
-    try:
-        scorer = load_scorer(source)
-        result = evaluate(scorer, *args, fv.skip_corrupt_records)
-        ref_result = None
-        if reference:
-            ref_result = evaluate(load_scorer(reference), *args, fv.skip_corrupt_records)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except records.DamagedRecordsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    scorer = load_scorer(source)
+    result = evaluate(scorer, *args, fv.skip_corrupt_records)
+    ref_result = None
+    if reference:
+        ref_result = evaluate(load_scorer(reference), *args, fv.skip_corrupt_records)
     settings = {
         "source": source,
         "records": fv.records,

@@ -468,7 +468,7 @@ def restore_from_model_dir(model_dir: str) -> tuple[keras.Model, TSNConfig, list
 
     Raises:
       FileNotFoundError: no train_config.json or no checkpoint in model_dir.
-      ValueError: every checkpoint in model_dir is damaged.
+      checkpoints.DamagedCheckpointsError: every checkpoint in model_dir is damaged.
     """
     config, data = read_train_config(model_dir)
     tsn_config = config.tsn_config(len(data["classes"]), int(data["snippet_length"]))
@@ -510,8 +510,14 @@ def export_from_model_dir(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns 0, 1 when a conversion failed, 2 on bad flags or inputs."""
-    argv = sys.argv if argv is None else argv
+    """Command line; returns 0, 1 when exporting failed (damaged checkpoints, non-finite
+    weights, a failed LiteRT conversion, a full disk), 2 on bad flags or inputs."""
+    return cli.run(
+        _main, argv, usage_errors=(FileNotFoundError, ValueError), failures=(RuntimeError,)
+    )
+
+
+def _main(argv: list[str]) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("model_dir", None, "A --model_dir of tsn_keras.train.", flag_values=fv)
     flags.DEFINE_string(
@@ -539,43 +545,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_integer(
         "calibration_count", 200, "Videos to calibrate int8_full with.", flag_values=fv
     )
-    try:
-        if cli.parse_flags(fv, argv, __doc__) is None:
-            return 0
-        if not fv.model_dir:
-            raise flags.Error("--model_dir is required: a --model_dir of python -m tsn_keras.train")
-        unknown = [f for f in fv.tflite if f not in litert.FORMATS]
-        if unknown:
-            raise flags.Error(
-                f"--tflite must be among {','.join(litert.FORMATS)}. Received: {unknown}"
-            )
-        if "int8_full" in fv.tflite and not fv.calibration_records:
-            raise flags.Error("--tflite int8_full needs --calibration_records (training records)")
-        if fv.num_segments < 1 or fv.calibration_count < 1:
-            raise flags.Error("--num_segments and --calibration_count must be >= 1")
-    except flags.Error as e:
-        return cli.usage_error(e)
+    if cli.parse_flags(fv, argv, __doc__) is None:
+        return 0
+    if not fv.model_dir:
+        raise flags.Error("--model_dir is required: a --model_dir of python -m tsn_keras.train")
+    unknown = [f for f in fv.tflite if f not in litert.FORMATS]
+    if unknown:
+        raise flags.Error(f"--tflite must be among {','.join(litert.FORMATS)}. Received: {unknown}")
+    if "int8_full" in fv.tflite and not fv.calibration_records:
+        raise flags.Error("--tflite int8_full needs --calibration_records (training records)")
+    if fv.num_segments < 1 or fv.calibration_count < 1:
+        raise flags.Error("--num_segments and --calibration_count must be >= 1")
     path = fv.export_dir or os.path.join(fv.model_dir, "export")
+    model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
+    conversion = data.get("conversion")
+    check_finite(model)
     try:
-        model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
-        conversion = data.get("conversion")
-        check_finite(model)
         with staged(path) as out:  # the SavedModel and the LiteRT files appear together
             _write_saved_model(model, tsn_config, classes, out, fv.num_segments, conversion)
             report = export_tflite(
                 model, tsn_config, classes, out, fv.tflite, fv.calibration_records,
                 fv.calibration_count, conversion,
             )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except (OSError, tf.errors.OpError) as e:  # a full disk or read-only folder: nothing left
-        print(f"error: cannot write the export to {path}: {getattr(e, 'message', e)}",
-              file=sys.stderr)  # fmt: skip
-        return 1
+        raise cli.Failure(f"cannot write the export to {path}: {getattr(e, 'message', e)}") from e
     for fmt, r in report.items():  # where the files are now
         r["path"] = tflite_path(path, fmt)
     print(f"exported SavedModel and {KERAS_FILE} to {path}")

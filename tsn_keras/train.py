@@ -452,27 +452,25 @@ def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Flags -> TrainConfig -> run(). Exit status 0 done, 1 failed (a damaged shard, a NaN, an
     unwritable --model_dir), 2 bad flags or inputs, 143 stopped by SIGTERM (checkpoint saved)."""
-    argv = sys.argv if argv is None else argv
+    failed = (FloatingPointError, records.DamagedRecordsError, checkpoints.DamagedCheckpointsError)
+    return cli.run(_main, argv, usage_errors=(FileNotFoundError, ValueError), failures=failed)
+
+
+def _main(argv: list[str]) -> int:
     fv = flags.FlagValues()
     define_flags(fv)
+    if cli.parse_flags(fv, argv, __doc__) is None:
+        return 0
     try:
-        if cli.parse_flags(fv, argv, __doc__) is None:
-            return 0
         config = config_from_flags(fv)
         config.check_environment()
-    except (flags.Error, ValueError) as e:
-        return cli.usage_error(e)
+    except ValueError as e:  # a flag's value: the usage line that points to --help
+        raise flags.Error(str(e)) from e
     if config.cpu_devices > 1:
         distribute.split_cpu(config.cpu_devices)
     logging.set_verbosity(logging.INFO)
     try:
         result = run(config)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FloatingPointError, records.DamagedRecordsError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except Preempted as e:
         print(f"stopped: {e}", file=sys.stderr)
         return PREEMPTED_STATUS
