@@ -50,6 +50,7 @@ from tsn_keras import (
     sampling,
     visualize,
 )
+from tsn_keras.manifest import Manifest
 from tsn_keras.models import preprocess_input
 
 
@@ -265,20 +266,22 @@ def evaluate(
     skip_corrupt_records its intact records are scored and the lost ones counted
     ("skipped_records").
     """
-    files = input_pipeline.record_files(records_path, subset, scorer.info.modality)
-    manifest = _manifest_or_none(records_path)
-    if manifest is not None and list(manifest["classes"]) != list(scorer.info.classes):
+    # A records folder: its manifest, read once, gives the files, classes and counts; a glob
+    # of shard files has no counts to show.
+    manifest = Manifest.read(records_path) if tf.io.gfile.isdir(records_path) else None
+    files = input_pipeline.record_files(manifest or records_path, subset, scorer.info.modality)
+    if manifest is not None and list(manifest.classes) != list(scorer.info.classes):
         raise ValueError(
             f"--records {records_path}: its classes differ from the model's "
-            f"({len(manifest['classes'])} vs {len(scorer.info.classes)}); evaluate a model on "
+            f"({len(manifest.classes)} vs {len(scorer.info.classes)}); evaluate a model on "
             "records of the dataset and split it was trained for"
         )
-    total = _count(manifest, subset)
+    total = manifest.subset(subset).num_examples if manifest else 0
     if max_videos is not None:
         total = min(total, max_videos) if total else max_videos
     skipped = 0
     if skip_corrupt_records:
-        counts = records.shard_counts(manifest, subset) if manifest else [0] * len(files)
+        counts = manifest.subset(subset).counts if manifest else [0] * len(files)
         skipped = records.report_damage(files, counts)
         examples = tf.data.Dataset.from_tensor_slices(files).interleave(
             lambda f: tf.data.TFRecordDataset(f).ignore_errors(log_warning=True), cycle_length=1
@@ -391,18 +394,6 @@ def compare(result: dict, reference: dict) -> dict:
         "top5": ref["top5"],
         "mean_class_accuracy": ref["mean_class_accuracy"],
     }
-
-
-def _manifest_or_none(records_path: str) -> dict | None:
-    if tf.io.gfile.isdir(records_path):
-        return records.read_manifest(records_path)
-    return None
-
-
-def _count(manifest: dict | None, subset: str) -> int:
-    if manifest is None:
-        return 0
-    return int(manifest.get("sets", {}).get(subset, {}).get("num_examples", 0))
 
 
 class _Bar:

@@ -34,6 +34,7 @@ import random
 import tensorflow as tf
 
 from tsn_keras import augment, modalities, records, sampling
+from tsn_keras.manifest import MANIFEST_NAME, Manifest
 
 SUBSETS = ("train", "test")
 PAD_LABEL = -1  # label of the zero clips that pad evaluation batches (weight 0)
@@ -95,35 +96,46 @@ def example_seeds(base_seed: tf.Tensor, index) -> list[tf.Tensor]:
     return tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
 
 
-def record_files(records_path: str, subset: str, modality: str | None = None) -> list[str]:
+Records = str | Manifest  # a records folder (or its Manifest, read once) or a glob
+
+
+def open_records(records_path: Records) -> Manifest | None:
+    """The manifest of a records folder or of the folder a glob points into (None if none).
+
+    A caller that reads the same records several times (training: train and test subsets,
+    counts, snippet length) calls this once and passes the Manifest on.
+    """
+    if isinstance(records_path, Manifest):
+        return records_path
+    folder = records_path if tf.io.gfile.isdir(records_path) else os.path.dirname(records_path)
+    if tf.io.gfile.exists(os.path.join(folder, MANIFEST_NAME)):
+        return Manifest.read(folder)
+    return None
+
+
+def record_files(records_path: Records, subset: str, modality: str | None = None) -> list[str]:
     """Shard files of a subset (and modality): from a records folder's manifest, or a glob.
 
     Raises:
       FileNotFoundError: when the folder has no manifest or the glob matches nothing.
     """
+    if isinstance(records_path, Manifest):
+        return records_path.shard_files(subset, modality)
     if tf.io.gfile.isdir(records_path):
-        return records.shard_files(records_path, subset, modality)
+        return Manifest.read(records_path).shard_files(subset, modality)
     files = sorted(tf.io.gfile.glob(records_path))
     if not files:
         raise FileNotFoundError(
             f"--records {records_path!r} is neither a records folder (with "
-            f"{records.MANIFEST_NAME}) nor a glob that matches .tfrecord files"
+            f"{MANIFEST_NAME}) nor a glob that matches .tfrecord files"
         )
     return files
 
 
-def _manifest_of(records_path: str) -> dict | None:
-    folder = records_path if tf.io.gfile.isdir(records_path) else os.path.dirname(records_path)
-    if tf.io.gfile.exists(os.path.join(folder, records.MANIFEST_NAME)):
-        return records.read_manifest(folder)
-    return None
-
-
-def snippet_length_of(records_path: str, files: list[str], modality: str) -> int:
+def snippet_length_of(manifest: Manifest | None, files: list[str], modality: str) -> int:
     """L of the stored snippets: from the manifest, else read from the first example."""
-    manifest = _manifest_of(records_path)
-    if manifest is not None and "snippet_length" in manifest:
-        return int(manifest["snippet_length"])
+    if manifest is not None:
+        return manifest.snippet_length
     first = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
     if first is None:
         raise ValueError(f"{files[0]} holds no examples; cannot tell the snippet length")
@@ -131,19 +143,19 @@ def snippet_length_of(records_path: str, files: list[str], modality: str) -> int
 
 
 def examples_per_pipeline(
-    records_path: str, subset: str, num_input_pipelines: int = 1
+    records_path: Records, subset: str, num_input_pipelines: int = 1
 ) -> list[int]:
     """Examples each input pipeline reads, with the sharding `make_dataset` uses (manifest).
 
     Needed to run every pipeline for the same number of evaluation batches (a multi-worker
     requirement: all workers must step together).
     """
-    manifest = _manifest_of(records_path)
-    if manifest is None or subset not in manifest.get("sets", {}):
+    manifest = open_records(records_path)
+    if manifest is None or subset not in manifest.sets:
         raise ValueError(
             f"{records_path}: counting examples needs the manifest.json with subset '{subset}'"
         )
-    shards = [int(s["num_examples"]) for s in manifest["sets"][subset]["shards"]]
+    shards = manifest.sets[subset].counts
     if len(shards) >= num_input_pipelines:
         return [sum(shards[i::num_input_pipelines]) for i in range(num_input_pipelines)]
     total = sum(shards)
@@ -151,7 +163,7 @@ def examples_per_pipeline(
 
 
 def make_dataset(
-    records_path: str,
+    records_path: Records,
     subset: str,
     modality: str,
     num_segments: int,
@@ -173,7 +185,8 @@ def make_dataset(
     """Batches of TSN clips from TFRecord shards.
 
     Args:
-      records_path: a records folder (manifest.json + shards) or a glob of .tfrecord files.
+      records_path: a records folder (manifest.json + shards), its `Manifest`, or a glob of
+        .tfrecord files.
       subset: "train" or "test" (the folder's subsets; validation reads "test").
       modality: "rgb", "flow", "warped_flow" or "rgbdiff" (must be stored in the records).
       num_segments: K snippets per clip.
@@ -217,8 +230,10 @@ def make_dataset(
         )
     sampling_mode = sampling_mode or ("train" if training else "val")
     repeat = training if repeat is None else repeat
-    files = record_files(records_path, subset, modality)
-    snippet_length = snippet_length_of(records_path, files, modality)
+    manifest = open_records(records_path)  # read once
+    in_folder = isinstance(records_path, Manifest) or tf.io.gfile.isdir(records_path)
+    files = record_files(manifest if in_folder and manifest else records_path, subset, modality)
+    snippet_length = snippet_length_of(manifest, files, modality)
 
     num_pipelines, pipeline_id, per_batch = 1, 0, batch_size
     if input_context is not None:
