@@ -39,7 +39,6 @@ import tensorflow as tf
 from absl import flags
 
 from tsn_keras import (
-    augment,
     cli,
     convert,
     flow,
@@ -47,7 +46,6 @@ from tsn_keras import (
     input_pipeline,
     metrics,
     records,
-    sampling,
     visualize,
 )
 from tsn_keras.manifest import Manifest
@@ -220,13 +218,14 @@ def test_views(
     """One example's test views: (uint8 [crops, K, S, S, C] raw crops, video id, label).
 
     The K snippets are evenly spaced over the stored ones (`sampling`'s test rule); the crops
-    are `augment.crop_views`. Runs eagerly and inside tf.data.
+    are `augment.crop_views`: `input_pipeline.record_views`, the path every caller shares.
+    Runs eagerly and inside tf.data.
     """
-    parsed = records.parse_example(serialized, [info.modality])
-    idx = sampling.sample_snippet_indices(parsed["num_snippets"], num_segments, "test")
-    clip = records.decode_snippets(parsed, info.modality, idx, info.snippet_length)  # [K,H,W,C]
-    views = augment.crop_views(clip, info.modality, info.input_size, crops)  # [crops,K,S,S,C]
-    return views, parsed["video_id"], parsed["label"]
+    spec = input_pipeline.ViewSpec(
+        info.modality, num_segments, info.input_size, info.snippet_length, "test", crops
+    )
+    views, label, video_id = input_pipeline.record_views(serialized, spec)
+    return views, video_id, label
 
 
 def score_examples(

@@ -28,8 +28,10 @@ pipeline gives the same batches on every run, eagerly or in a graph.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -85,6 +87,91 @@ def preprocess_batch(
     views = preprocess_clip(folded, modality, input_size, False, scale_size=scale_size)
     out_shape = tf.concat([[b, k], tf.shape(views)[1:]], 0)
     return tf.reshape(views, out_shape)  # [B, K, S, S, C]
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+    """How a record becomes model views: the one path from a serialized example to uint8 views.
+
+    Training and validation (`make_dataset`), evaluation (`evaluate.test_views`), serving
+    (`serve_examples`) and LiteRT calibration all call `record_views` with a ViewSpec, so a
+    record gives every caller the same tensors.
+
+    Attributes:
+      modality: what to decode.
+      num_segments: K snippets per view.
+      input_size: view side S.
+      snippet_length: L of the stored snippets.
+      sampling: "train" (a random snippet per segment, multi-scale crop, flip), "val" (segment
+        centres, centre crop) or "test" (K evenly spaced snippets, `crops` crops).
+      crops: "test" views per snippet: 1 (centre), 3 or 10 (`augment.crop_views`).
+      more_fix_crop: 13 crop positions instead of 5 ("train").
+      random_flip: the flow-aware random flip ("train").
+    """
+
+    modality: str
+    num_segments: int
+    input_size: int
+    snippet_length: int
+    sampling: str = "val"
+    crops: int = 1
+    more_fix_crop: bool = True
+    random_flip: bool = True
+
+    def __post_init__(self):
+        modalities.check(self.modality)
+        if self.sampling not in sampling.SAMPLING_MODES:
+            raise ValueError(
+                f"sampling must be one of {sampling.SAMPLING_MODES}. "
+                f"Received: sampling={self.sampling!r}"
+            )
+        if self.crops not in augment.NUM_TEST_CROPS or (self.crops > 1 and self.sampling != "test"):
+            raise ValueError(
+                f"crops must be one of {augment.NUM_TEST_CROPS}, and 1 unless sampling='test'. "
+                f"Received: crops={self.crops}, sampling={self.sampling!r}"
+            )
+
+    @property
+    def shape(self) -> list[int]:
+        """[crops, K, S, S, C] of `record_views`' views."""
+        channels = modalities.stored_channels(self.modality, self.snippet_length)
+        return [self.crops, self.num_segments, self.input_size, self.input_size, channels]
+
+
+def record_views(
+    serialized: tf.Tensor, spec: ViewSpec, seeds: Sequence[tf.Tensor] | None = None
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One serialized example -> (uint8 views [crops, K, S, S, C], label int32, video id).
+
+    Runs eagerly and inside tf.data / tf.function. "train" needs `seeds` (the example's
+    sampling and augmentation seeds, int [2] each: `example_seeds`) and decodes only the crop
+    window of each sampled JPEG; the result equals `preprocess_clip(training=True)` of the
+    whole decoded clip with the augmentation seed.
+    """
+    parsed = records.parse_example(serialized, [spec.modality])
+    label = tf.cast(parsed["label"], tf.int32)
+    if spec.sampling == "train":
+        if seeds is None:
+            raise ValueError("record_views with sampling='train' needs the example's seeds")
+        sample_seed, augment_seed = seeds
+        idx = sampling.sample_snippet_indices(
+            parsed["num_snippets"], spec.num_segments, "train", seed=sample_seed
+        )
+        box = augment.train_crop_box(
+            parsed["height"], parsed["width"], spec.modality, spec.input_size, augment_seed,
+            spec.more_fix_crop,
+        )  # fmt: skip
+        window = records.decode_snippets(parsed, spec.modality, idx, spec.snippet_length, box)
+        views = augment.train_augment_window(
+            window, spec.modality, spec.input_size, augment_seed, spec.random_flip
+        )[None]  # [1, K, S, S, C]
+    else:
+        idx = sampling.sample_snippet_indices(
+            parsed["num_snippets"], spec.num_segments, spec.sampling
+        )
+        clip = records.decode_snippets(parsed, spec.modality, idx, spec.snippet_length)
+        views = augment.crop_views(clip, spec.modality, spec.input_size, spec.crops)
+    return tf.ensure_shape(views, spec.shape), label, parsed["video_id"]
 
 
 def example_seeds(base_seed: tf.Tensor, index) -> list[tf.Tensor]:
@@ -172,7 +259,6 @@ def make_dataset(
     input_size: int = 224,
     seed: int | None = None,
     input_context: tf.distribute.InputContext | None = None,
-    sampling_mode: str | None = None,
     more_fix_crop: bool = True,
     random_flip: bool = True,
     shuffle_buffer: int = 256,
@@ -199,7 +285,6 @@ def make_dataset(
         runs); None draws a fresh seed and lets tf.data run out of order for speed.
       input_context: from `strategy.distribute_datasets_from_function`: shards files (or,
         with fewer files than pipelines, examples) per input pipeline.
-      sampling_mode: "train", "val" or "test"; default "train" if training else "val".
       more_fix_crop: 13 crop positions instead of 5.
       random_flip: flip clips horizontally at random when training (flow-aware).
       shuffle_buffer: videos in the shuffle buffer. A serialized record of 25 snippets at
@@ -228,7 +313,6 @@ def make_dataset(
             f"num_segments and batch_size must be >= 1. Received: num_segments={num_segments}, "
             f"batch_size={batch_size}"
         )
-    sampling_mode = sampling_mode or ("train" if training else "val")
     repeat = training if repeat is None else repeat
     manifest = open_records(records_path)  # read once
     in_folder = isinstance(records_path, Manifest) or tf.io.gfile.isdir(records_path)
@@ -252,27 +336,14 @@ def make_dataset(
     ds = ds.enumerate()  # the position gives each example its own seed
     if skip_examples:
         ds = ds.skip(skip_examples)  # before decoding: a skipped example costs only its read
+    spec = ViewSpec(
+        modality, num_segments, input_size, snippet_length, "train" if training else "val",
+        more_fix_crop=more_fix_crop, random_flip=random_flip,
+    )  # fmt: skip
 
     def load(index, serialized):
-        sample_seed, augment_seed = example_seeds(base_seed, index)
-        parsed = records.parse_example(serialized, [modality])
-        idx = sampling.sample_snippet_indices(
-            parsed["num_snippets"], num_segments, sampling_mode, seed=sample_seed
-        )
-        if training:  # = preprocess_clip(training=True), decoding only the crop window
-            box = augment.train_crop_box(
-                parsed["height"], parsed["width"], modality, input_size, augment_seed,
-                more_fix_crop,
-            )  # fmt: skip
-            window = records.decode_snippets(parsed, modality, idx, snippet_length, box)
-            views = augment.train_augment_window(
-                window, modality, input_size, augment_seed, random_flip
-            )
-        else:
-            clip = records.decode_snippets(parsed, modality, idx, snippet_length)  # [K,H,W,C]
-            views = preprocess_clip(clip, modality, input_size, training=False)
-        views = tf.ensure_shape(views, [num_segments, input_size, input_size, None])
-        return views, tf.cast(parsed["label"], tf.int32)
+        views, label, _ = record_views(serialized, spec, example_seeds(base_seed, index))
+        return views[0], label  # [K, S, S, C]
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return _batched(ds, per_batch, training, pad_to_batches, deterministic)
