@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from helpers import CLASSES, write_records
 
-from tsn_keras import augment, evaluate, export, input_pipeline, records, sampling
+from tsn_keras import augment, export, input_pipeline, records, sampling, scoring
 from tsn_keras.input_pipeline import ViewSpec, record_views
 from tsn_keras.manifest import Manifest
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
@@ -42,7 +42,7 @@ def test_every_caller_gets_the_same_views_of_a_record(records_dir, modality):
     mapped = tf.data.Dataset.from_tensor_slices(tf.stack(examples)).map(
         lambda e: record_views(e, spec)[0]
     )
-    info = evaluate.ModelInfo(modality, "tiny", S, L, tuple(CLASSES))
+    info = scoring.ModelInfo(modality, "tiny", S, L, tuple(CLASSES))
     config = TSNConfig(
         num_classes=len(CLASSES), modality=modality, backbone="tiny", input_size=S,
         snippet_length=L, num_segments=K,
@@ -56,7 +56,7 @@ def test_every_caller_gets_the_same_views_of_a_record(records_dir, modality):
         expected = _by_hand(serialized, modality, "test")
         np.testing.assert_array_equal(views, expected)
         np.testing.assert_array_equal(in_data, expected)
-        eval_views, eval_id, eval_label = evaluate.test_views(serialized, info, K, crops=1)
+        eval_views, eval_id, eval_label = scoring.test_views(serialized, info, K, crops=1)
         np.testing.assert_array_equal(eval_views, expected)
         assert eval_id.numpy() == video_id.numpy() and int(eval_label) == int(label)
         np.testing.assert_array_equal(calib, _by_hand(train_serialized, modality, "test"))
@@ -73,8 +73,8 @@ def test_ten_crops_and_validation_views(records_dir):
     serialized = _examples(records_dir, "test", "flow")[0]
     views, _, _ = record_views(serialized, ViewSpec("flow", K, S, L, "test", crops=10))
     np.testing.assert_array_equal(views, _by_hand(serialized, "flow", "test", crops=10))
-    info = evaluate.ModelInfo("flow", "tiny", S, L, tuple(CLASSES))
-    np.testing.assert_array_equal(evaluate.test_views(serialized, info, K, 10)[0], views)
+    info = scoring.ModelInfo("flow", "tiny", S, L, tuple(CLASSES))
+    np.testing.assert_array_equal(scoring.test_views(serialized, info, K, 10)[0], views)
     # validation (segment centres, centre crop) is make_dataset(training=False), in file order
     ds = input_pipeline.make_dataset(
         records_dir, "test", "flow", K, 3, training=False, input_size=S

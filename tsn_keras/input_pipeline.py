@@ -93,7 +93,7 @@ def preprocess_batch(
 class ViewSpec:
     """How a record becomes model views: the one path from a serialized example to uint8 views.
 
-    Training and validation (`make_dataset`), evaluation (`evaluate.test_views`), serving
+    Training and validation (`make_dataset`), evaluation (`scoring.test_views`), serving
     (`serve_examples`) and LiteRT calibration all call `record_views` with a ViewSpec, so a
     record gives every caller the same tensors.
 
