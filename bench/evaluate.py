@@ -5,9 +5,9 @@
 
 For each backbone (BN-Inception and, for comparison, the tiny test backbone; both RGB at 224):
 builds a TSN model with random weights (8 classes), exports it with
-`export.export_saved_model`, loads it back with `evaluate.load_scorer` (the `serve_views`
+`export.export_saved_model`, loads it back with `scoring.load_scorer` (the `serve_views`
 signature, as `python -m tsn_keras.evaluate --saved_model` does), and times
-`evaluate.evaluate` on synthetic records shaped like the converter's output (340x256 frames,
+`scoring.evaluate` on synthetic records shaped like the converter's output (340x256 frames,
 25 snippets, JPEG quality 90: `bench/input_pipeline.py`'s writer). One video is scored first
 as a warm-up (--warmup 0: not); then --videos videos are timed (record reading, JPEG
 decoding, the 10 crops, 250 images through the model, averaging). Columns:
@@ -52,11 +52,11 @@ def time_backbone(
     num_segments: int,
     warmup: bool = True,
 ) -> dict:
-    """Exports a random-weight TSN model and times evaluate.evaluate on `videos` videos.
+    """Exports a random-weight TSN model and times scoring.evaluate on `videos` videos.
 
     Without `warmup` the timed run includes the first call of the loaded signature.
     """
-    from tsn_keras import evaluate, export
+    from tsn_keras import export, scoring
     from tsn_keras.models import TSNConfig, build_tsn
 
     config = TSNConfig(num_classes=CLASSES, backbone=backbone, input_size=224)
@@ -65,11 +65,11 @@ def time_backbone(
     start = time.perf_counter()
     export.export_saved_model(model, config, classes, export_dir)
     export_s = time.perf_counter() - start
-    scorer = evaluate.load_scorer(export_dir)
+    scorer = scoring.load_scorer(export_dir)
     run = dict(subset="train", num_segments=num_segments, crops=crops, verbose=False)
     if warmup:
-        evaluate.evaluate(scorer, records_dir, max_videos=1, **run)
-    result = evaluate.evaluate(scorer, records_dir, max_videos=videos, **run)
+        scoring.evaluate(scorer, records_dir, max_videos=1, **run)
+    result = scoring.evaluate(scorer, records_dir, max_videos=videos, **run)
     done = len(result["video_ids"])
     per_video = result["seconds"] / done
     return {

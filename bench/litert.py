@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from tsn_keras import evaluate, export, litert, modalities
+    from tsn_keras import export, litert, modalities, scoring
     from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
     if args.model_dir:
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
     ]
     reference = None
     if args.records:
-        ref_scorer = evaluate.load_scorer(args.model_dir)
-        reference = evaluate.evaluate(
+        ref_scorer = scoring.load_scorer(args.model_dir)
+        reference = scoring.evaluate(
             ref_scorer, args.records, "test", args.num_segments, args.crops, verbose=False
         )
         rows[0]["top1"] = reference["summary"]["top1"]
@@ -137,13 +137,13 @@ def main(argv=None) -> int:
             row["diff"] = float(np.max(np.abs(got - want)))
             row["agree"] = float(np.mean(got.argmax(1) == want.argmax(1)))
             if reference is not None:
-                scorer = evaluate.load_tflite_scorer(path, num_threads=cores)
-                result = evaluate.evaluate(
+                scorer = scoring.load_tflite_scorer(path, num_threads=cores)
+                result = scoring.evaluate(
                     scorer, args.records, "test", args.num_segments, args.crops, verbose=False
                 )
                 row["top1"] = result["summary"]["top1"]
                 row["mean_class"] = result["summary"]["mean_class_accuracy"]
-                row["agree_videos"] = evaluate.compare(result, reference)["top1_agreement"]
+                row["agree_videos"] = scoring.compare(result, reference)["top1_agreement"]
             rows.append(row)
             print(f"  {fmt}: converted in {convert_s:.0f} s", flush=True)
 

@@ -21,7 +21,7 @@ something else shared the machine):
                    (bench/torch_reference.py; float32 and bf16 autocast) at the same batch
                    size and thread count, the two timed in turn in one process (same load).
   evaluation       bench/evaluate.py: 25 snippets x 10 crops through an exported SavedModel
-                   (`tsn_keras.evaluate.evaluate`), videos/s; the tiny backbone for comparison.
+                   (`tsn_keras.scoring.evaluate`), videos/s; the tiny backbone for comparison.
   litert           bench/litert.py: BN-Inception 224 (random weights) as .tflite fp32, fp16,
                    int8_dynamic, int8_full: ms per snippet with 1 thread and all cores, MB.
 

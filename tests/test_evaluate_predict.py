@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsn_keras import augment, convert, evaluate, predict, records, sampling, splits, synthetic
+from tsn_keras import (
+    augment,
+    convert,
+    evaluate,
+    predict,
+    records,
+    sampling,
+    scoring,
+    splits,
+    synthetic,
+)
 from tsn_keras import train as train_lib
 from tsn_keras.config import TrainConfig
 from tsn_keras.models import preprocess_input
@@ -62,11 +72,11 @@ def trained(tmp_path_factory):
 
 def test_scores_are_the_model_on_the_ten_crops(trained):
     """evaluate's per-video score = mean over the 10 crops of the Keras model on K=6 snippets."""
-    scorer = evaluate.load_scorer(trained["model_dir"])
+    scorer = scoring.load_scorer(trained["model_dir"])
     files = records.shard_files(trained["records"], "test", "rgb")
     serialized = next(iter(tf.data.TFRecordDataset(files)))
     video_id, label, logits = next(
-        evaluate.score_examples(scorer, tf.data.Dataset.from_tensors(serialized), 6, 10)
+        scoring.score_examples(scorer, tf.data.Dataset.from_tensors(serialized), 6, 10)
     )
     # The same computation by hand, from the library pieces.
     from tsn_keras import export
@@ -119,7 +129,7 @@ def test_evaluate_flag_errors_name_the_flag(trained, capsys):
 def test_predict_equals_evaluate_on_the_same_video(trained):
     """predict converts a raw video with the converter's code: same scores as its record."""
     export_dir = os.path.join(trained["model_dir"], "export")
-    scorer = evaluate.load_scorer(export_dir)
+    scorer = scoring.load_scorer(export_dir)
     assert scorer.info.conversion["flow_algorithm"] == "dis"
     path, label = trained["split"].test[0]
     [result] = predict.predict_videos([path], [scorer], num_segments=6, crops=10)
@@ -131,7 +141,7 @@ def test_predict_equals_evaluate_on_the_same_video(trained):
         if parsed["video_id"].numpy().decode() == vid:
             break
     _, _, logits = next(
-        evaluate.score_examples(scorer, tf.data.Dataset.from_tensors(serialized), 6, 10)
+        scoring.score_examples(scorer, tf.data.Dataset.from_tensors(serialized), 6, 10)
     )
     probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     classes = trained["split"].classes
@@ -172,7 +182,7 @@ def test_predict_command_json_short_and_broken_videos(trained, tmp_path):
 
 
 def test_predict_in_several_passes_gives_the_same_answers(trained, monkeypatch):
-    scorer = evaluate.load_scorer(os.path.join(trained["model_dir"], "export"))
+    scorer = scoring.load_scorer(os.path.join(trained["model_dir"], "export"))
     paths = [p for p, _ in trained["split"].test[:3]]
     whole = predict.predict_videos(paths, [scorer], num_segments=6, crops=1)
     monkeypatch.setattr(predict, "VIDEOS_PER_PASS", 2)

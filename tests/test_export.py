@@ -101,6 +101,16 @@ def test_class_count_must_match(exported, tmp_path):
         export.export_saved_model(model, config, ["a", "b"], str(tmp_path / "x"))
 
 
+def test_signatures_declare_their_input_shapes(exported):
+    """What `saved_model_cli show` and TF Serving's metadata print: C = 2L = 4, S = 32."""
+    _, _, _, path = exported
+    signatures = tf.saved_model.load(path).signatures
+    clips = signatures["serving_default"].structured_input_signature[1]["clips"]
+    assert clips.shape.as_list() == [None, None, None, None, 4] and clips.dtype == tf.uint8
+    views = signatures[export.VIEWS_SIGNATURE].structured_input_signature[1]["views"]
+    assert views.shape.as_list() == [None, None, 32, 32, 4] and views.dtype == tf.float32
+
+
 @pytest.mark.parametrize(
     "signature,shape,match",
     [

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from test_input_pipeline import CLASSES, write_records
 
-from tsn_keras import evaluate, export, litert, predict
+from tsn_keras import evaluate, export, litert, predict, scoring
 from tsn_keras.models import TSNConfig, build_tsn
 from tsn_keras.video import write_video
 
@@ -92,10 +92,10 @@ def test_bad_input_and_foreign_files_are_named(exported, tmp_path):
 
 def test_int8_keeps_top1_on_the_test_set_and_evaluate_reports_both(exported, tmp_path, capsys):
     path, records_dir = exported["path"], exported["records"]
-    reference = evaluate.evaluate(evaluate.load_scorer(path), records_dir, "test", 3, 1)
+    reference = scoring.evaluate(scoring.load_scorer(path), records_dir, "test", 3, 1)
     for fmt in ("int8_dynamic", "int8_full"):
-        scorer = evaluate.load_scorer(export.tflite_path(path, fmt))
-        result = evaluate.evaluate(scorer, records_dir, "test", 3, 1, verbose=False)
+        scorer = scoring.load_scorer(export.tflite_path(path, fmt))
+        result = scoring.evaluate(scorer, records_dir, "test", 3, 1, verbose=False)
         assert result["video_ids"] == reference["video_ids"] and len(result["video_ids"]) == 9
         np.testing.assert_array_equal(
             result["scores"].argmax(1), reference["scores"].argmax(1), err_msg=fmt
@@ -126,7 +126,7 @@ def test_predict_tflite_json_to_stdout(exported, tmp_path, capsys):
     assert sorted(t["label"] for t in row["top5"]) == sorted(CLASSES)
     assert sum(t["score"] for t in row["top5"]) == pytest.approx(1.0, abs=1e-5)
     # The same video through the SavedModel gives the same top class.
-    [saved] = predict.predict_videos([video], [evaluate.load_scorer(exported["path"])], None, 3, 1)
+    [saved] = predict.predict_videos([video], [scoring.load_scorer(exported["path"])], None, 3, 1)
     assert saved["top5"][0]["label"] == row["top5"][0]["label"]
     np.testing.assert_allclose(saved["top5"][0]["score"], row["top5"][0]["score"], atol=1e-4)
     assert os.path.isfile(fp32)

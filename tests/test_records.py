@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tsn_keras import modalities, records
+from tsn_keras.manifest import Manifest
 
 H, W, N, L = 24, 32, 4, 3
 
@@ -245,35 +246,37 @@ def test_shard_filename():
     assert records.shard_filename("train", 3, 4) == "train-00003-of-00004.tfrecord"
 
 
+def _shard_files(folder, subset, modality=None):
+    return Manifest.read(str(folder)).shard_files(subset, modality)
+
+
 def test_shard_files_per_modality(tmp_path):
     files = [
         {m: records.shard_filename("train", i, 2, m) for m in ("rgb", "flow")} for i in range(2)
     ]
     _write_folder(tmp_path, [{"files": f, "num_examples": 1} for f in files])
     for m in ("rgb", "flow"):
-        assert records.shard_files(str(tmp_path), "train", m) == [
-            str(tmp_path / f[m]) for f in files
-        ]
+        assert _shard_files(tmp_path, "train", m) == [str(tmp_path / f[m]) for f in files]
     with pytest.raises(ValueError, match=r"stores \['rgb', 'flow'\], not 'rgbdiff'.*--modalities"):
-        records.shard_files(str(tmp_path), "train", "rgbdiff")
+        _shard_files(tmp_path, "train", "rgbdiff")
     with pytest.raises(ValueError, match="pass the modality"):  # two stored: which one?
-        records.shard_files(str(tmp_path), "train")
-    with pytest.raises(ValueError, match="modalities must be"):
-        records.shard_files(str(tmp_path), "train", "depth")
+        _shard_files(tmp_path, "train")
+    with pytest.raises(ValueError, match="modality must be one of"):
+        _shard_files(tmp_path, "train", "depth")
     (tmp_path / files[1]["flow"]).unlink()  # one modality's file absent: only it is incomplete
-    assert len(records.shard_files(str(tmp_path), "train", "rgb")) == 2
+    assert len(_shard_files(tmp_path, "train", "rgb")) == 2
     with pytest.raises(ValueError, match="incomplete.*same flags"):
-        records.shard_files(str(tmp_path), "train", "flow")
+        _shard_files(tmp_path, "train", "flow")
 
 
 def test_shard_files_of_one_modality_need_no_modality(tmp_path):
     files = [records.shard_filename("train", i, 2, "flow") for i in range(2)]
     _write_folder(tmp_path, [{"files": {"flow": f}, "num_examples": 1} for f in files], ["flow"])
     expected = [str(tmp_path / f) for f in files]
-    assert records.shard_files(str(tmp_path), "train") == expected
-    assert records.shard_files(str(tmp_path), "train", "flow") == expected
+    assert _shard_files(tmp_path, "train") == expected
+    assert _shard_files(tmp_path, "train", "flow") == expected
     with pytest.raises(ValueError, match=r"stores \['flow'\], not 'rgb'"):
-        records.shard_files(str(tmp_path), "train", "rgb")
+        _shard_files(tmp_path, "train", "rgb")
 
 
 def test_shard_files_of_the_older_combined_layout(tmp_path):
@@ -281,24 +284,24 @@ def test_shard_files_of_the_older_combined_layout(tmp_path):
     names = [records.shard_filename("train", i, 2) for i in range(2)]
     _write_folder(tmp_path, [{"file": n, "num_examples": 1} for n in names])
     expected = [str(tmp_path / n) for n in names]
-    assert records.shard_files(str(tmp_path), "train") == expected
+    assert _shard_files(tmp_path, "train") == expected
     for m in modalities.MODALITIES:  # what a file lacks, parse_example reports
-        assert records.shard_files(str(tmp_path), "train", m) == expected
+        assert _shard_files(tmp_path, "train", m) == expected
 
 
 def test_shard_files_of_an_unfinished_conversion(tmp_path):
     files = {m: records.shard_filename("train", 1, 2, m) for m in ("rgb", "flow")}
     _write_folder(tmp_path, [{"files": files, "num_examples": 1}], complete=False)
     with pytest.raises(ValueError, match="incomplete"):
-        records.shard_files(str(tmp_path), "train", "rgb")
+        _shard_files(tmp_path, "train", "rgb")
     _write_folder(tmp_path, [], complete=False)  # no shard finished yet
     with pytest.raises(ValueError, match="incomplete"):
-        records.shard_files(str(tmp_path), "train", "rgb")
+        _shard_files(tmp_path, "train", "rgb")
 
 
 def test_manifest_and_shard_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="make_tfrecords"):
-        records.read_manifest(str(tmp_path))
+        Manifest.read(str(tmp_path))
     names = [records.shard_filename("train", i, 2) for i in range(2)]
     assert names == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
     for n in names:
@@ -313,9 +316,9 @@ def test_manifest_and_shard_files(tmp_path):
         }
     }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert records.shard_files(str(tmp_path), "train") == [str(tmp_path / n) for n in names]
+    assert _shard_files(tmp_path, "train") == [str(tmp_path / n) for n in names]
     with pytest.raises(ValueError, match="--subsets test"):
-        records.shard_files(str(tmp_path), "test")
+        _shard_files(tmp_path, "test")
     (tmp_path / names[1]).unlink()
     with pytest.raises(ValueError, match="incomplete"):
-        records.shard_files(str(tmp_path), "train")
+        _shard_files(tmp_path, "train")

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from tsn_keras import convert, evaluate, export, predict, synthetic, timeline
+from tsn_keras import convert, export, predict, scoring, synthetic, timeline
 from tsn_keras.models import TSNConfig, build_tsn
 
 FPS = 25
@@ -96,7 +96,7 @@ def setup(tmp_path_factory):
     export_dir = export.export_saved_model(
         model, config, CLASSES, str(root / "export"), 3, conversion
     )
-    scorer = evaluate.load_scorer(export_dir)
+    scorer = scoring.load_scorer(export_dir)
     return {"root": root, "video": video, "frames": frames, "export": export_dir, "scorer": scorer}
 
 

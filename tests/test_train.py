@@ -312,7 +312,8 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_pat
     _truncate(str(tmp_path / "ckpt-2.index"), 0.3)
     _truncate(str(tmp_path / "ckpt-1.data-00000-of-00001"))
     with pytest.raises(
-        ValueError, match=r"Every checkpoint in .* is damaged.*ckpt-3.*ckpt-2.*ckpt-1"
+        checkpoints.DamagedCheckpointsError,
+        match=r"Every checkpoint in .* is damaged.*ckpt-3.*ckpt-2.*ckpt-1",
     ):
         checkpoints.restore_latest_intact(checkpoint, str(tmp_path))
     assert checkpoints.restore_latest_intact(checkpoint, str(tmp_path / "none")) is None

@@ -493,7 +493,7 @@ def test_converter_flow_is_the_solvers(tmp_path):
 def test_predict_converts_with_the_models_algorithm_and_preset():
     """predict rebuilds the training records' conversion: tvl1_tensor and its preset included;
     an export made before flow_preset existed gets the default, and --flow_preset overrides."""
-    from tsn_keras import evaluate
+    from tsn_keras import scoring
 
     trained = dataclasses.asdict(
         convert.ConvertConfig(flow_algorithm="tvl1_tensor", flow_preset="fast", width=64, height=48)
@@ -502,16 +502,16 @@ def test_predict_converts_with_the_models_algorithm_and_preset():
     old.pop("flow_preset")
 
     def scorer(conversion, modality="flow"):
-        info = evaluate.ModelInfo(
+        info = scoring.ModelInfo(
             modality, "tiny", 32, 5, ("a", "b"), json.loads(json.dumps(conversion))
         )
-        return evaluate.Scorer(info, lambda x: x, "model")
+        return scoring.Scorer(info, lambda x: x, "model")
 
-    ((config, members),) = evaluate.group_models([scorer(trained)], 25)
+    ((config, members),) = scoring.group_models([scorer(trained)], 25)
     assert (config.flow_algorithm, config.flow_preset, config.width) == ("tvl1_tensor", "fast", 64)
-    ((config, _),) = evaluate.group_models([scorer(old)], 25)
+    ((config, _),) = scoring.group_models([scorer(old)], 25)
     assert (config.flow_algorithm, config.flow_preset) == ("tvl1", "parity")
-    ((config, _),) = evaluate.group_models([scorer(trained)], 25, flow_preset="parity")
+    ((config, _),) = scoring.group_models([scorer(trained)], 25, flow_preset="parity")
     assert config.flow_preset == "parity"
     assert members == [0]
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_keras import evaluate, metrics, visualize
+from tsn_keras import evaluate, metrics, scoring, visualize
 
 VIRIDIS_LOW = visualize._viridis(np.array(0.0))
 VIRIDIS_HIGH = visualize._viridis(np.array(1.0))
@@ -119,7 +119,7 @@ def test_evaluate_writes_both_pictures(tmp_path):
         "summary": metrics.summarize(scores, labels),
         "videos_per_second": 1.0,
     }
-    info = evaluate.ModelInfo("rgb", "tiny", 32, 1, classes)
+    info = scoring.ModelInfo("rgb", "tiny", 32, 1, classes)
     paths = evaluate.write_outputs(result, info, str(tmp_path))
     confusion = cv2.imread(paths["confusion"])
     bars = cv2.imread(paths["per_class"])

@@ -68,6 +68,10 @@ def find_checkpoints(ckpt_dir: str) -> tuple[list[str], str | None]:
     return sorted(paths.values(), key=_number), problem
 
 
+class DamagedCheckpointsError(RuntimeError):
+    """Every checkpoint of a run is damaged (the message names each one): failed work."""
+
+
 def restore_latest_intact(checkpoint: tf.train.Checkpoint, ckpt_dir: str) -> str | None:
     """Restores the newest checkpoint in ckpt_dir that reads back whole; returns its path.
 
@@ -80,7 +84,7 @@ def restore_latest_intact(checkpoint: tf.train.Checkpoint, ckpt_dir: str) -> str
       the restored checkpoint's path, or None when ckpt_dir holds no checkpoint.
 
     Raises:
-      ValueError: every checkpoint in ckpt_dir is damaged (names each one).
+      DamagedCheckpointsError: every checkpoint in ckpt_dir is damaged (names each one).
     """
     paths, problem = find_checkpoints(ckpt_dir)
     if problem:
@@ -101,7 +105,7 @@ def restore_latest_intact(checkpoint: tf.train.Checkpoint, ckpt_dir: str) -> str
                 "Checkpoint %s is damaged (%s); trying an older one", path, reason[:300]
             )
             damaged.append(f"{path}: {reason[:200]}")
-    raise ValueError(
+    raise DamagedCheckpointsError(
         f"Every checkpoint in {ckpt_dir} is damaged, so the run cannot resume: "
         + "; ".join(damaged)
         + f". Move {ckpt_dir} away to start the run from scratch."

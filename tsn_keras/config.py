@@ -58,11 +58,6 @@ RECIPES = {
 }
 
 
-def recipe(modality: str) -> Recipe:
-    """The paper's recipe of a modality (flow's for flow and warped_flow, rgb's otherwise)."""
-    return RECIPES["flow" if modalities.is_flow(modality) else "rgb"]
-
-
 def _flag(default=dataclasses.MISSING, help: str = "", **meta):
     """A field that is also a flag: `help` is its --help text; meta: enum, flag_default."""
     return dataclasses.field(default=default, metadata={"help": help, **meta})

@@ -59,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import checkpoints, cli, input_pipeline, litert, modalities, records, sampling
+from tsn_keras import checkpoints, cli, input_pipeline, litert, modalities
 from tsn_keras.config import CHECKPOINT_DIR, read_train_config
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
@@ -75,11 +75,15 @@ def check_input(x: tf.Tensor, name: str, channels: int, size: int | None = None)
     """x with in-graph checks of [B, K, H, W, C]: rank 5, C == channels, K, H, W > 0 (and
     H == W == size when given); returns x with that static shape.
 
-    The signatures take inputs of unknown rank on purpose: with a rank in the input spec, the
-    graph folds `tf.rank` to a constant and a wrong-rank input would pass the check and fail
-    later inside a reshape. A failed check raises InvalidArgumentError with the input's name,
-    the expected shape and the received value.
+    The signatures declare their input shapes ([None, None, None, None, C]; serve_views
+    [None, None, S, S, C]) so that `saved_model_cli show` and TF Serving's metadata say what
+    they take; but a loaded signature does not check a call's shape against its spec, and the
+    graph would fold checks of a declared rank and channel count to constants. So x first
+    passes through `placeholder_with_default(shape=None)`, an identity whose output shape is
+    unknown to the graph, and the checks below run on the real tensor. A failed check raises
+    InvalidArgumentError with the input's name, the expected shape and the received value.
     """
+    x = tf.compat.v1.placeholder_with_default(x, shape=None)
     hw = f"{size}, {size}" if size else "H, W"
     expected = f"{name} must be [B, K, {hw}, {channels}] with K, H, W > 0"
     shape = tf.shape(x)
@@ -123,12 +127,15 @@ class TSNServing(tf.Module):
         self._raw_channels = modalities.stored_channels(
             tsn_config.modality, tsn_config.snippet_length
         )
-        # Unknown rank in the specs: see check_input (the shapes are checked in the graph).
+        # Declared shapes for the metadata; check_input checks the real ones in the graph.
+        c, s = self._raw_channels, tsn_config.input_size
         self.serve = tf.function(
-            self._serve, input_signature=[tf.TensorSpec(None, tf.uint8, name="clips")]
+            self._serve,
+            input_signature=[tf.TensorSpec([None, None, None, None, c], tf.uint8, name="clips")],
         )
         self.serve_views = tf.function(
-            self._serve_views, input_signature=[tf.TensorSpec(None, tf.float32, name="views")]
+            self._serve_views,
+            input_signature=[tf.TensorSpec([None, None, s, s, c], tf.float32, name="views")],
         )
         self.serve_examples = tf.function(
             self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string)]
@@ -155,12 +162,11 @@ class TSNServing(tf.Module):
         c = self._config
         k = self._example_snippets
 
+        spec = input_pipeline.ViewSpec(c.modality, k, c.input_size, c.snippet_length, "test")
+
         def one(example):
-            parsed = records.parse_example(example, [c.modality])
-            idx = sampling.sample_snippet_indices(parsed["num_snippets"], k, "test")
-            clip = records.decode_snippets(parsed, c.modality, idx, c.snippet_length)
-            views = input_pipeline.preprocess_clip(clip, c.modality, c.input_size, training=False)
-            return views, parsed["video_id"], tf.cast(parsed["label"], tf.int32)
+            views, label, video_id = input_pipeline.record_views(example, spec)
+            return views[0], video_id, label  # the centre crop [K, S, S, C]
 
         views, video_ids, labels = tf.map_fn(
             one,
@@ -369,19 +375,16 @@ def calibration_views(
 ) -> list[np.ndarray]:
     """uint8 [1, K, S, S, C] centre-crop views of the first `count` training videos.
 
-    K = tsn_config.num_segments evenly spaced snippets, preprocessed as validation does
-    (`input_pipeline.preprocess_clip`), so int8 ranges are calibrated on real inputs.
+    K = tsn_config.num_segments evenly spaced snippets, the centre crop (`record_views`, as
+    serve_examples sees them), so int8 ranges are calibrated on real inputs.
     """
     c = tsn_config
     files = input_pipeline.record_files(records_path, "train", c.modality)
-
-    def views(example):
-        parsed = records.parse_example(example, [c.modality])
-        idx = sampling.sample_snippet_indices(parsed["num_snippets"], c.num_segments, "test")
-        clip = records.decode_snippets(parsed, c.modality, idx, c.snippet_length)
-        return input_pipeline.preprocess_clip(clip, c.modality, c.input_size, training=False)
-
-    ds = tf.data.TFRecordDataset(files).take(count).map(views)
+    spec = input_pipeline.ViewSpec(
+        c.modality, c.num_segments, c.input_size, c.snippet_length, "test"
+    )
+    ds = tf.data.TFRecordDataset(files).take(count)
+    ds = ds.map(lambda example: input_pipeline.record_views(example, spec)[0][0])
     return [v.numpy()[None] for v in ds]
 
 
@@ -468,7 +471,7 @@ def restore_from_model_dir(model_dir: str) -> tuple[keras.Model, TSNConfig, list
 
     Raises:
       FileNotFoundError: no train_config.json or no checkpoint in model_dir.
-      ValueError: every checkpoint in model_dir is damaged.
+      checkpoints.DamagedCheckpointsError: every checkpoint in model_dir is damaged.
     """
     config, data = read_train_config(model_dir)
     tsn_config = config.tsn_config(len(data["classes"]), int(data["snippet_length"]))
@@ -510,8 +513,14 @@ def export_from_model_dir(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns 0, 1 when a conversion failed, 2 on bad flags or inputs."""
-    argv = sys.argv if argv is None else argv
+    """Command line; returns 0, 1 when exporting failed (damaged checkpoints, non-finite
+    weights, a failed LiteRT conversion, a full disk), 2 on bad flags or inputs."""
+    return cli.run(
+        _main, argv, usage_errors=(FileNotFoundError, ValueError), failures=(RuntimeError,)
+    )
+
+
+def _main(argv: list[str]) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("model_dir", None, "A --model_dir of tsn_keras.train.", flag_values=fv)
     flags.DEFINE_string(
@@ -539,43 +548,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_integer(
         "calibration_count", 200, "Videos to calibrate int8_full with.", flag_values=fv
     )
-    try:
-        if cli.parse_flags(fv, argv, __doc__) is None:
-            return 0
-        if not fv.model_dir:
-            raise flags.Error("--model_dir is required: a --model_dir of python -m tsn_keras.train")
-        unknown = [f for f in fv.tflite if f not in litert.FORMATS]
-        if unknown:
-            raise flags.Error(
-                f"--tflite must be among {','.join(litert.FORMATS)}. Received: {unknown}"
-            )
-        if "int8_full" in fv.tflite and not fv.calibration_records:
-            raise flags.Error("--tflite int8_full needs --calibration_records (training records)")
-        if fv.num_segments < 1 or fv.calibration_count < 1:
-            raise flags.Error("--num_segments and --calibration_count must be >= 1")
-    except flags.Error as e:
-        return cli.usage_error(e)
+    if cli.parse_flags(fv, argv, __doc__) is None:
+        return 0
+    if not fv.model_dir:
+        raise flags.Error("--model_dir is required: a --model_dir of python -m tsn_keras.train")
+    unknown = [f for f in fv.tflite if f not in litert.FORMATS]
+    if unknown:
+        raise flags.Error(f"--tflite must be among {','.join(litert.FORMATS)}. Received: {unknown}")
+    if "int8_full" in fv.tflite and not fv.calibration_records:
+        raise flags.Error("--tflite int8_full needs --calibration_records (training records)")
+    if fv.num_segments < 1 or fv.calibration_count < 1:
+        raise flags.Error("--num_segments and --calibration_count must be >= 1")
     path = fv.export_dir or os.path.join(fv.model_dir, "export")
+    model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
+    conversion = data.get("conversion")
+    check_finite(model)
     try:
-        model, tsn_config, classes, data = restore_from_model_dir(fv.model_dir)
-        conversion = data.get("conversion")
-        check_finite(model)
         with staged(path) as out:  # the SavedModel and the LiteRT files appear together
             _write_saved_model(model, tsn_config, classes, out, fv.num_segments, conversion)
             report = export_tflite(
                 model, tsn_config, classes, out, fv.tflite, fv.calibration_records,
                 fv.calibration_count, conversion,
             )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except (OSError, tf.errors.OpError) as e:  # a full disk or read-only folder: nothing left
-        print(f"error: cannot write the export to {path}: {getattr(e, 'message', e)}",
-              file=sys.stderr)  # fmt: skip
-        return 1
+        raise cli.Failure(f"cannot write the export to {path}: {getattr(e, 'message', e)}") from e
     for fmt, r in report.items():  # where the files are now
         r["path"] = tflite_path(path, fmt)
     print(f"exported SavedModel and {KERAS_FILE} to {path}")

@@ -28,12 +28,15 @@ pipeline gives the same batches on every run, eagerly or in a graph.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+from collections.abc import Sequence
 
 import tensorflow as tf
 
 from tsn_keras import augment, modalities, records, sampling
+from tsn_keras.manifest import MANIFEST_NAME, Manifest
 
 SUBSETS = ("train", "test")
 PAD_LABEL = -1  # label of the zero clips that pad evaluation batches (weight 0)
@@ -86,6 +89,91 @@ def preprocess_batch(
     return tf.reshape(views, out_shape)  # [B, K, S, S, C]
 
 
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+    """How a record becomes model views: the one path from a serialized example to uint8 views.
+
+    Training and validation (`make_dataset`), evaluation (`scoring.test_views`), serving
+    (`serve_examples`) and LiteRT calibration all call `record_views` with a ViewSpec, so a
+    record gives every caller the same tensors.
+
+    Attributes:
+      modality: what to decode.
+      num_segments: K snippets per view.
+      input_size: view side S.
+      snippet_length: L of the stored snippets.
+      sampling: "train" (a random snippet per segment, multi-scale crop, flip), "val" (segment
+        centres, centre crop) or "test" (K evenly spaced snippets, `crops` crops).
+      crops: "test" views per snippet: 1 (centre), 3 or 10 (`augment.crop_views`).
+      more_fix_crop: 13 crop positions instead of 5 ("train").
+      random_flip: the flow-aware random flip ("train").
+    """
+
+    modality: str
+    num_segments: int
+    input_size: int
+    snippet_length: int
+    sampling: str = "val"
+    crops: int = 1
+    more_fix_crop: bool = True
+    random_flip: bool = True
+
+    def __post_init__(self):
+        modalities.check(self.modality)
+        if self.sampling not in sampling.SAMPLING_MODES:
+            raise ValueError(
+                f"sampling must be one of {sampling.SAMPLING_MODES}. "
+                f"Received: sampling={self.sampling!r}"
+            )
+        if self.crops not in augment.NUM_TEST_CROPS or (self.crops > 1 and self.sampling != "test"):
+            raise ValueError(
+                f"crops must be one of {augment.NUM_TEST_CROPS}, and 1 unless sampling='test'. "
+                f"Received: crops={self.crops}, sampling={self.sampling!r}"
+            )
+
+    @property
+    def shape(self) -> list[int]:
+        """[crops, K, S, S, C] of `record_views`' views."""
+        channels = modalities.stored_channels(self.modality, self.snippet_length)
+        return [self.crops, self.num_segments, self.input_size, self.input_size, channels]
+
+
+def record_views(
+    serialized: tf.Tensor, spec: ViewSpec, seeds: Sequence[tf.Tensor] | None = None
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One serialized example -> (uint8 views [crops, K, S, S, C], label int32, video id).
+
+    Runs eagerly and inside tf.data / tf.function. "train" needs `seeds` (the example's
+    sampling and augmentation seeds, int [2] each: `example_seeds`) and decodes only the crop
+    window of each sampled JPEG; the result equals `preprocess_clip(training=True)` of the
+    whole decoded clip with the augmentation seed.
+    """
+    parsed = records.parse_example(serialized, [spec.modality])
+    label = tf.cast(parsed["label"], tf.int32)
+    if spec.sampling == "train":
+        if seeds is None:
+            raise ValueError("record_views with sampling='train' needs the example's seeds")
+        sample_seed, augment_seed = seeds
+        idx = sampling.sample_snippet_indices(
+            parsed["num_snippets"], spec.num_segments, "train", seed=sample_seed
+        )
+        box = augment.train_crop_box(
+            parsed["height"], parsed["width"], spec.modality, spec.input_size, augment_seed,
+            spec.more_fix_crop,
+        )  # fmt: skip
+        window = records.decode_snippets(parsed, spec.modality, idx, spec.snippet_length, box)
+        views = augment.train_augment_window(
+            window, spec.modality, spec.input_size, augment_seed, spec.random_flip
+        )[None]  # [1, K, S, S, C]
+    else:
+        idx = sampling.sample_snippet_indices(
+            parsed["num_snippets"], spec.num_segments, spec.sampling
+        )
+        clip = records.decode_snippets(parsed, spec.modality, idx, spec.snippet_length)
+        views = augment.crop_views(clip, spec.modality, spec.input_size, spec.crops)
+    return tf.ensure_shape(views, spec.shape), label, parsed["video_id"]
+
+
 def example_seeds(base_seed: tf.Tensor, index) -> list[tf.Tensor]:
     """(sampling seed, augmentation seed) of the example at `index` of a pipeline's stream.
 
@@ -95,35 +183,46 @@ def example_seeds(base_seed: tf.Tensor, index) -> list[tf.Tensor]:
     return tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
 
 
-def record_files(records_path: str, subset: str, modality: str | None = None) -> list[str]:
+Records = str | Manifest  # a records folder (or its Manifest, read once) or a glob
+
+
+def open_records(records_path: Records) -> Manifest | None:
+    """The manifest of a records folder or of the folder a glob points into (None if none).
+
+    A caller that reads the same records several times (training: train and test subsets,
+    counts, snippet length) calls this once and passes the Manifest on.
+    """
+    if isinstance(records_path, Manifest):
+        return records_path
+    folder = records_path if tf.io.gfile.isdir(records_path) else os.path.dirname(records_path)
+    if tf.io.gfile.exists(os.path.join(folder, MANIFEST_NAME)):
+        return Manifest.read(folder)
+    return None
+
+
+def record_files(records_path: Records, subset: str, modality: str | None = None) -> list[str]:
     """Shard files of a subset (and modality): from a records folder's manifest, or a glob.
 
     Raises:
       FileNotFoundError: when the folder has no manifest or the glob matches nothing.
     """
+    if isinstance(records_path, Manifest):
+        return records_path.shard_files(subset, modality)
     if tf.io.gfile.isdir(records_path):
-        return records.shard_files(records_path, subset, modality)
+        return Manifest.read(records_path).shard_files(subset, modality)
     files = sorted(tf.io.gfile.glob(records_path))
     if not files:
         raise FileNotFoundError(
             f"--records {records_path!r} is neither a records folder (with "
-            f"{records.MANIFEST_NAME}) nor a glob that matches .tfrecord files"
+            f"{MANIFEST_NAME}) nor a glob that matches .tfrecord files"
         )
     return files
 
 
-def _manifest_of(records_path: str) -> dict | None:
-    folder = records_path if tf.io.gfile.isdir(records_path) else os.path.dirname(records_path)
-    if tf.io.gfile.exists(os.path.join(folder, records.MANIFEST_NAME)):
-        return records.read_manifest(folder)
-    return None
-
-
-def snippet_length_of(records_path: str, files: list[str], modality: str) -> int:
+def snippet_length_of(manifest: Manifest | None, files: list[str], modality: str) -> int:
     """L of the stored snippets: from the manifest, else read from the first example."""
-    manifest = _manifest_of(records_path)
-    if manifest is not None and "snippet_length" in manifest:
-        return int(manifest["snippet_length"])
+    if manifest is not None:
+        return manifest.snippet_length
     first = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
     if first is None:
         raise ValueError(f"{files[0]} holds no examples; cannot tell the snippet length")
@@ -131,19 +230,19 @@ def snippet_length_of(records_path: str, files: list[str], modality: str) -> int
 
 
 def examples_per_pipeline(
-    records_path: str, subset: str, num_input_pipelines: int = 1
+    records_path: Records, subset: str, num_input_pipelines: int = 1
 ) -> list[int]:
     """Examples each input pipeline reads, with the sharding `make_dataset` uses (manifest).
 
     Needed to run every pipeline for the same number of evaluation batches (a multi-worker
     requirement: all workers must step together).
     """
-    manifest = _manifest_of(records_path)
-    if manifest is None or subset not in manifest.get("sets", {}):
+    manifest = open_records(records_path)
+    if manifest is None or subset not in manifest.sets:
         raise ValueError(
             f"{records_path}: counting examples needs the manifest.json with subset '{subset}'"
         )
-    shards = [int(s["num_examples"]) for s in manifest["sets"][subset]["shards"]]
+    shards = manifest.sets[subset].counts
     if len(shards) >= num_input_pipelines:
         return [sum(shards[i::num_input_pipelines]) for i in range(num_input_pipelines)]
     total = sum(shards)
@@ -151,7 +250,7 @@ def examples_per_pipeline(
 
 
 def make_dataset(
-    records_path: str,
+    records_path: Records,
     subset: str,
     modality: str,
     num_segments: int,
@@ -160,7 +259,6 @@ def make_dataset(
     input_size: int = 224,
     seed: int | None = None,
     input_context: tf.distribute.InputContext | None = None,
-    sampling_mode: str | None = None,
     more_fix_crop: bool = True,
     random_flip: bool = True,
     shuffle_buffer: int = 256,
@@ -173,7 +271,8 @@ def make_dataset(
     """Batches of TSN clips from TFRecord shards.
 
     Args:
-      records_path: a records folder (manifest.json + shards) or a glob of .tfrecord files.
+      records_path: a records folder (manifest.json + shards), its `Manifest`, or a glob of
+        .tfrecord files.
       subset: "train" or "test" (the folder's subsets; validation reads "test").
       modality: "rgb", "flow", "warped_flow" or "rgbdiff" (must be stored in the records).
       num_segments: K snippets per clip.
@@ -186,7 +285,6 @@ def make_dataset(
         runs); None draws a fresh seed and lets tf.data run out of order for speed.
       input_context: from `strategy.distribute_datasets_from_function`: shards files (or,
         with fewer files than pipelines, examples) per input pipeline.
-      sampling_mode: "train", "val" or "test"; default "train" if training else "val".
       more_fix_crop: 13 crop positions instead of 5.
       random_flip: flip clips horizontally at random when training (flow-aware).
       shuffle_buffer: videos in the shuffle buffer. A serialized record of 25 snippets at
@@ -215,10 +313,11 @@ def make_dataset(
             f"num_segments and batch_size must be >= 1. Received: num_segments={num_segments}, "
             f"batch_size={batch_size}"
         )
-    sampling_mode = sampling_mode or ("train" if training else "val")
     repeat = training if repeat is None else repeat
-    files = record_files(records_path, subset, modality)
-    snippet_length = snippet_length_of(records_path, files, modality)
+    manifest = open_records(records_path)  # read once
+    in_folder = isinstance(records_path, Manifest) or tf.io.gfile.isdir(records_path)
+    files = record_files(manifest if in_folder and manifest else records_path, subset, modality)
+    snippet_length = snippet_length_of(manifest, files, modality)
 
     num_pipelines, pipeline_id, per_batch = 1, 0, batch_size
     if input_context is not None:
@@ -237,27 +336,14 @@ def make_dataset(
     ds = ds.enumerate()  # the position gives each example its own seed
     if skip_examples:
         ds = ds.skip(skip_examples)  # before decoding: a skipped example costs only its read
+    spec = ViewSpec(
+        modality, num_segments, input_size, snippet_length, "train" if training else "val",
+        more_fix_crop=more_fix_crop, random_flip=random_flip,
+    )  # fmt: skip
 
     def load(index, serialized):
-        sample_seed, augment_seed = example_seeds(base_seed, index)
-        parsed = records.parse_example(serialized, [modality])
-        idx = sampling.sample_snippet_indices(
-            parsed["num_snippets"], num_segments, sampling_mode, seed=sample_seed
-        )
-        if training:  # = preprocess_clip(training=True), decoding only the crop window
-            box = augment.train_crop_box(
-                parsed["height"], parsed["width"], modality, input_size, augment_seed,
-                more_fix_crop,
-            )  # fmt: skip
-            window = records.decode_snippets(parsed, modality, idx, snippet_length, box)
-            views = augment.train_augment_window(
-                window, modality, input_size, augment_seed, random_flip
-            )
-        else:
-            clip = records.decode_snippets(parsed, modality, idx, snippet_length)  # [K,H,W,C]
-            views = preprocess_clip(clip, modality, input_size, training=False)
-        views = tf.ensure_shape(views, [num_segments, input_size, input_size, None])
-        return views, tf.cast(parsed["label"], tf.int32)
+        views, label, _ = record_views(serialized, spec, example_seeds(base_seed, index))
+        return views[0], label  # [K, S, S, C]
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return _batched(ds, per_batch, training, pad_to_batches, deterministic)

@@ -6,7 +6,7 @@
 Each video goes through exactly the converter's code (`convert.convert_video`: decoding, frame
 size, N evenly spaced snippets, optical flow with the algorithm and bound the model's training
 records used, JPEG encoding) into in-memory examples, one per modality, then through the
-evaluation code (`evaluate.score_examples`: snippet choice, test crops, the model's own
+evaluation code (`scoring.score_examples`: snippet choice, test crops, the model's own
 preprocessing), each model reading its own modality's example. So a prediction sees its
 input exactly as the test set did. With several models, their softmax probabilities are
 weighted and summed (default RGB:flow = 1:1.5) as in `tsn_keras.fuse`.
@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from tsn_keras import cli, convert, evaluate, flow, fuse
+from tsn_keras import cli, convert, flow, fuse, scoring
 from tsn_keras.splits import VIDEO_EXTENSIONS
 
 VIDEOS_PER_PASS = 64  # videos converted and held (~2 MB each at 25 snippets) per scoring pass
@@ -45,7 +45,7 @@ VIDEOS_PER_PASS = 64  # videos converted and held (~2 MB each at 25 snippets) pe
 
 def predict_videos(
     paths: Sequence[str],
-    scorers: Sequence[evaluate.Scorer],
+    scorers: Sequence[scoring.Scorer],
     weights: Sequence[float] | None = None,
     num_segments: int = 25,
     crops: int = 10,
@@ -58,7 +58,7 @@ def predict_videos(
       one dict per video: {"path", "top5": [{"label", "score"}...], "streams": {name: top}}
       or {"path", "error"} when the video could not be decoded.
     """
-    weights = evaluate.fusion_weights(scorers, weights)
+    weights = scoring.fusion_weights(scorers, weights)
     classes = scorers[0].info.classes
     if len(paths) > VIDEOS_PER_PASS:  # bound the serialized examples held at once
         return [
@@ -69,7 +69,7 @@ def predict_videos(
                 **overrides,
             )
         ]  # fmt: skip
-    groups = evaluate.group_models(scorers, num_segments, **overrides)
+    groups = scoring.group_models(scorers, num_segments, **overrides)
     probs = np.zeros((len(paths), len(scorers), len(classes)))  # [videos, models, classes]
     errors: dict[int, str] = {}
     for config, members in groups:
@@ -92,7 +92,7 @@ def predict_videos(
         for m in members:
             modality = scorers[m].info.modality
             data = tf.data.Dataset.from_tensor_slices(tf.constant([e[modality] for e in examples]))
-            scores = evaluate.score_examples(scorers[m], data, num_segments, crops)
+            scores = scoring.score_examples(scorers[m], data, num_segments, crops)
             for v, (_, _, logits) in zip(ok, scores, strict=True):
                 probs[v, m] = fuse.softmax(logits[None].astype(np.float64))[0]
     results = []
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = timeline.TimelineConfig(
                 fv.window_seconds, fv.stride_seconds, fv.num_segments, int(fv.crops), fv.top
             )  # checked before the models load
-        scorers = [evaluate.load_scorer(m) for m in models]
+        scorers = [scoring.load_scorer(m) for m in models]
         if fv.timeline:
             return timeline.run(
                 videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow,

@@ -10,7 +10,7 @@ A window of `window_seconds` starts every `stride_seconds`; each window is one T
 converter's own per-video plan (`convert.SnippetPlan`: K evenly spaced snippets by
 `sampling.snippet_frame_indices`, the same resizing, flow and JPEG encoding) is built for the
 window's frames and serialized as the record of a video holding just those frames, then scored
-by the evaluation code (`evaluate.score_examples`: snippet choice, test crops, the model's own
+by the evaluation code (`scoring.score_examples`: snippet choice, test crops, the model's own
 preprocessing). So a window is scored exactly as `predict` would score a video cut to it.
 Several models are fused as `predict` fuses them (weighted softmax probabilities).
 
@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras import convert, evaluate, fuse
+from tsn_keras import convert, fuse, scoring
 from tsn_keras import video as video_lib
 
 WINDOWS_PER_PASS = 32  # finished windows scored per tf.data pass (each ~K JPEGs, < 1 MB)
@@ -254,7 +254,7 @@ class WindowStream:
 
 def score_timeline(
     path: str,
-    scorers: Sequence[evaluate.Scorer],
+    scorers: Sequence[scoring.Scorer],
     weights: Sequence[float] | None = None,
     config: TimelineConfig = TimelineConfig(),
     progress: bool = True,
@@ -274,12 +274,12 @@ def score_timeline(
       video.DecodeError: the video cannot be read.
       ValueError: models with other classes, or a weight count that does not match.
     """
-    weights = evaluate.fusion_weights(scorers, weights)
+    weights = scoring.fusion_weights(scorers, weights)
     classes = scorers[0].info.classes
     probs: dict[int, np.ndarray] = {}  # window start -> [models, classes]
     bounds: dict[int, int] = {}  # window start -> end frame
     # One decoding pass per conversion setting (models trained on other flow share none).
-    for convert_config, members in evaluate.group_models(scorers, config.num_segments, **overrides):
+    for convert_config, members in scoring.group_models(scorers, config.num_segments, **overrides):
         stream = WindowStream(path, convert_config, config, progress)
         batch: list[tuple[int, dict[str, bytes]]] = []
         windows = 0
@@ -316,7 +316,7 @@ def score_timeline(
 
 def _score(
     batch: list[tuple[int, dict[str, bytes]]],
-    scorers: Sequence[evaluate.Scorer],
+    scorers: Sequence[scoring.Scorer],
     members: Sequence[int],
     config: TimelineConfig,
     probs: dict[int, np.ndarray],
@@ -325,7 +325,7 @@ def _score(
     for m in members:
         modality = scorers[m].info.modality
         data = tf.data.Dataset.from_tensor_slices(tf.constant([e[modality] for _, e in batch]))
-        scores = evaluate.score_examples(scorers[m], data, config.num_segments, config.crops)
+        scores = scoring.score_examples(scorers[m], data, config.num_segments, config.crops)
         for (start, _), (_, _, logits) in zip(batch, scores, strict=True):
             row = probs.setdefault(start, np.zeros((len(scorers), len(scorers[0].info.classes))))
             row[m] = fuse.softmax(logits[None].astype(np.float64))[0]
@@ -463,7 +463,7 @@ def write_outputs(timeline: Timeline, out_dir: str) -> dict[str, str]:
 
 def run(
     videos: Sequence[str],
-    scorers: Sequence[evaluate.Scorer],
+    scorers: Sequence[scoring.Scorer],
     weights: Sequence[float] | None,
     config: TimelineConfig,
     out_dir: str,

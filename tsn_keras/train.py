@@ -58,6 +58,7 @@ from tsn_keras.config import (
     config_from_flags,
     define_flags,
 )
+from tsn_keras.manifest import Manifest
 from tsn_keras.models import build_tsn
 
 LOG_EVERY = 10  # steps between step-level TensorBoard scalars
@@ -109,7 +110,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
             f"--batch_size={config.batch_size} (global) must be a multiple of the "
             f"{replicas} replicas of --strategy={config.strategy}"
         )
-    num_train = int(manifest["sets"]["train"]["num_examples"])
+    num_train = manifest.subset("train").num_examples
     steps_per_epoch = config.steps_per_epoch or max(num_train // config.batch_size, 1)
     chief = distribute.is_chief(strategy)
     if chief:
@@ -118,7 +119,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
             "snippet_length": snippet_length,
             "steps_per_epoch": steps_per_epoch,
             "replicas": replicas,
-            "conversion": manifest.get("config"),
+            "conversion": dict(manifest.config) or None,
         }
         with checkpoints.writing(config.model_dir):
             _write_run_files(config, run_data)
@@ -143,7 +144,7 @@ def _run(config: TrainConfig, strategy: tf.distribute.Strategy | None) -> dict:
     writers = _writers(config.model_dir, chief)
     if chief and start_epoch < config.epochs:
         with checkpoints.writing(config.model_dir):
-            _write_run_summaries(config, writers[0], ckpt.step, data.train_files)
+            _write_run_summaries(config, writers[0], ckpt.step, data)
 
     result = {"epoch": ckpt.epoch, "step": ckpt.step}
     sigterm = checkpoints.Sigterm(enabled=config.strategy != "multi_worker")
@@ -211,16 +212,12 @@ def _stopped(ckpt: checkpoints.RunCheckpoints) -> str:
     )
 
 
-def _stored_facts(config: TrainConfig) -> tuple[dict, list[str], int]:
-    """The records' manifest, classes and snippet length; checks the modality is stored."""
-    manifest = records.read_manifest(config.records)
-    stored = manifest.get("modalities", [])
-    if config.modality not in stored:
-        raise ValueError(
-            f"--modality={config.modality} is not stored in {config.records} (it holds "
-            f"{stored}); convert with --modalities including it or pick another --modality"
-        )
-    return manifest, list(manifest["classes"]), int(manifest.get("snippet_length", 1))
+def _stored_facts(config: TrainConfig) -> tuple[Manifest, list[str], int]:
+    """The records' manifest (read once for the run), classes and snippet length; checks the
+    modality is stored."""
+    manifest = Manifest.read(config.records)
+    manifest.check_modality(config.modality)
+    return manifest, list(manifest.classes), manifest.snippet_length
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,30 +253,31 @@ def _write_run_files(config: TrainConfig, run_data: dict) -> None:
 class _Data:
     """The run's distributed training iterator and validation dataset."""
 
-    def __init__(self, config: TrainConfig, strategy, manifest: dict, data_seed: int):
+    def __init__(self, config: TrainConfig, strategy, manifest: Manifest, data_seed: int):
         self.config = config
         self.strategy = strategy
         self.data_seed = data_seed
-        self.train_files = input_pipeline.record_files(config.records, "train", config.modality)
+        self.manifest = manifest
+        self.train_files = manifest.shard_files("train", config.modality)
         self.skipped_records = 0
         if config.skip_corrupt_records:
-            counts = records.shard_counts(manifest, "train")
+            counts = manifest.subset("train").counts
             self.skipped_records = records.report_damage(self.train_files, counts)
         global_batch = config.batch_size
         replicas = strategy.num_replicas_in_sync
         workers = distribute.num_workers(strategy)
-        self.has_val = "test" in manifest["sets"] and config.val_every > 0
+        self.has_val = "test" in manifest.sets and config.val_every > 0
         self.val_steps = 0
         if not self.has_val:
             return
-        self.val_files = input_pipeline.record_files(config.records, "test", config.modality)
-        per_pipeline = input_pipeline.examples_per_pipeline(config.records, "test", workers)
+        self.val_files = manifest.shard_files("test", config.modality)
+        per_pipeline = input_pipeline.examples_per_pipeline(manifest, "test", workers)
         per_step = global_batch // workers  # examples a pipeline feeds per step
         self.val_steps = max(math.ceil(max(per_pipeline) / per_step), 1)
 
         def val_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
             return input_pipeline.make_dataset(
-                config.records,
+                manifest,
                 "test",
                 config.modality,
                 config.num_segments,
@@ -293,7 +291,7 @@ class _Data:
 
         self.val_data = strategy.distribute_datasets_from_function(val_fn)
         if config.skip_corrupt_records:
-            counts = records.shard_counts(manifest, "test")
+            counts = manifest.subset("test").counts
             self.skipped_records += records.report_damage(self.val_files, counts)
 
     def train_iterator(self, epoch: int, skip_steps: int):
@@ -305,7 +303,7 @@ class _Data:
 
         def train_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
             return input_pipeline.make_dataset(
-                config.records,
+                self.manifest,
                 "train",
                 config.modality,
                 config.num_segments,
@@ -410,10 +408,10 @@ def _log_scalars(writer, step: int, result: dict, prefix: str, **extra) -> None:
             tf.summary.scalar(name, value)
 
 
-def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence[str]) -> None:
+def _write_run_summaries(config: TrainConfig, writer, step: int, data: _Data) -> None:
     """Flags as text and a grid of the first batch's input snippets (after augmentation)."""
     ds = input_pipeline.make_dataset(
-        config.records,
+        data.manifest,
         "train",
         config.modality,
         config.num_segments,
@@ -424,7 +422,7 @@ def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence
         shuffle_buffer=4,
         skip_corrupt_records=config.skip_corrupt_records,
     )
-    with records.damage_named(files):
+    with records.damage_named(data.train_files):
         clips, _ = next(iter(ds))
     rows = "\n".join(f"| {k} | {v} |" for k, v in config.to_json().items())
     with writer.as_default(step=step):
@@ -452,27 +450,25 @@ def _write_run_summaries(config: TrainConfig, writer, step: int, files: Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Flags -> TrainConfig -> run(). Exit status 0 done, 1 failed (a damaged shard, a NaN, an
     unwritable --model_dir), 2 bad flags or inputs, 143 stopped by SIGTERM (checkpoint saved)."""
-    argv = sys.argv if argv is None else argv
+    failed = (FloatingPointError, records.DamagedRecordsError, checkpoints.DamagedCheckpointsError)
+    return cli.run(_main, argv, usage_errors=(FileNotFoundError, ValueError), failures=failed)
+
+
+def _main(argv: list[str]) -> int:
     fv = flags.FlagValues()
     define_flags(fv)
+    if cli.parse_flags(fv, argv, __doc__) is None:
+        return 0
     try:
-        if cli.parse_flags(fv, argv, __doc__) is None:
-            return 0
         config = config_from_flags(fv)
         config.check_environment()
-    except (flags.Error, ValueError) as e:
-        return cli.usage_error(e)
+    except ValueError as e:  # a flag's value: the usage line that points to --help
+        raise flags.Error(str(e)) from e
     if config.cpu_devices > 1:
         distribute.split_cpu(config.cpu_devices)
     logging.set_verbosity(logging.INFO)
     try:
         result = run(config)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FloatingPointError, records.DamagedRecordsError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except Preempted as e:
         print(f"stopped: {e}", file=sys.stderr)
         return PREEMPTED_STATUS
