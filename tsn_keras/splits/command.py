@@ -199,21 +199,18 @@ def main(argv: list[str] | None = None) -> int:
       0 when every listed video exists (kinetics, ssv2: also when some were not downloaded,
       unless --require_all), 1 when some are missing, 2 on a bad flag or split file.
     """
-    argv = sys.argv if argv is None else argv
+    return cli.run(_main, argv, usage_errors=(ValueError,))
+
+
+def _main(argv: list[str]) -> int:
     fv = _flag_values()
     # The package docstring is the overview; the package is imported before this module, so
     # it is read from sys.modules rather than imported back (imports go one way).
     overview = sys.modules[__package__].__doc__
     usage = f"usage: python -m tsn_keras.splits --dataset D --video_root R [flags]\n\n{overview}"
-    try:
-        if cli.parse_flags(fv, argv, usage) is None:
-            return 0
-        split = split_from_flags(fv)  # --require_all: summarised below, exit 1
-    except flags.Error as e:
-        return cli.usage_error(e)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if cli.parse_flags(fv, argv, usage) is None:
+        return 0
+    split = split_from_flags(fv)  # --require_all: summarised below, exit 1
     header = f"dataset: {fv.dataset}"
     if fv.dataset in ("ucf101", "hmdb51"):
         header += f", split {fv.split}"
@@ -225,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(write_unlabelled(split, fv.unlabelled_out))
         except OSError as e:
-            print(f"error: --unlabelled_out {fv.unlabelled_out}: {e.strerror}", file=sys.stderr)
-            return 1
+            raise cli.Failure(f"--unlabelled_out {fv.unlabelled_out}: {e.strerror}") from e
     if split.missing or (fv.require_all and split.not_found):
         return 1
     return 0
