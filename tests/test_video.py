@@ -68,7 +68,7 @@ def test_sample_frames_matches_streamed_frames(clip):
 @pytest.mark.parametrize("hint", [0, 16, 18, 40])
 def test_wrong_container_count_is_not_trusted(clip, monkeypatch, hint):
     """A container count that is 0, one off, or far off: same frames as counting first."""
-    monkeypatch.setattr(video, "container_frame_count", lambda path: hint)
+    monkeypatch.setattr(video, "_hint", lambda decoder: hint)
     calls = []
 
     def select(n):
