@@ -45,9 +45,14 @@ def predict_videos(
     num_segments: int = 25,
     crops: int = 10,
     top: int = 5,
+    video_timeout: float = convert.DEFAULT_VIDEO_TIMEOUT,
     **overrides,
 ) -> list[dict]:
     """Scores each video with every model and fuses them.
+
+    Each video is converted in a worker process (`convert.video_results`), killed when the
+    video takes more than `video_timeout` seconds (the video's error is then "timed out after
+    N s"); 0 = no limit, converted in this process.
 
     Returns:
       one dict per video: {"path", "top5": [{"label", "score"}...], "streams": {name: top}}
@@ -61,7 +66,7 @@ def predict_videos(
             for i in range(0, len(paths), VIDEOS_PER_PASS)
             for r in predict_videos(
                 paths[i : i + VIDEOS_PER_PASS], scorers, weights, num_segments, crops, top,
-                **overrides,
+                video_timeout, **overrides,
             )
         ]  # fmt: skip
     groups = evaluate.group_models(scorers, num_segments, **overrides)
@@ -72,11 +77,10 @@ def predict_videos(
         # tf.data pass per model: one traced pipeline, not one per video. A conversion gives
         # one example per modality; each model reads its own modality's examples.
         examples, ok = [], []  # examples: {modality: serialized example} per converted video
-        for v, path in enumerate(paths):
-            if v in errors:
-                continue
-            job = convert.VideoJob(path, os.path.basename(path), 0, "")
-            result = convert.convert_video(job, config)
+        todo = [v for v in range(len(paths)) if v not in errors]
+        jobs = [convert.VideoJob(paths[v], os.path.basename(paths[v]), 0, "") for v in todo]
+        results = convert.video_results(jobs, config, 1, video_timeout)
+        for v, result in zip(todo, results, strict=True):
             if result.examples is None:
                 errors[v] = result.reason
             else:
@@ -121,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_integer("num_segments", 25, "Snippets per video.", flag_values=fv)
     flags.DEFINE_enum("crops", "10", ["1", "3", "10"], "Crops per snippet.", flag_values=fv)
     flags.DEFINE_integer("top", 5, "Classes to show per video.", flag_values=fv)
+    convert.define_video_timeout_flag(fv)
     flags.DEFINE_string(
         "json", None, "Also write the predictions as JSON here (- = stdout).", flag_values=fv
     )
@@ -165,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flow_preset=fv.flow_preset,
             )  # fmt: skip
         results = predict_videos(
-            videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top,
+            videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top, fv.video_timeout,
             flow_algorithm=fv.flow, flow_preset=fv.flow_preset,
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:

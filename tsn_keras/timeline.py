@@ -14,8 +14,9 @@ by the evaluation code (`evaluate.score_examples`: snippet choice, test crops, t
 preprocessing). So a window is scored exactly as `predict` would score a video cut to it.
 Several models are fused as `predict` fuses them (weighted softmax probabilities).
 
-Memory is bounded whatever the video's length: frames stream through one decoder (`grab()`
-for every frame, colour conversion and resizing only for the frames some window needs); the
+Memory is bounded whatever the video's length: frames stream through one decoder
+(`video.Decoder`: every frame decoded, colour conversion and resizing only for the frames some
+window needs); the
 open windows (ceil(window / stride) of them) hold only their snippets' JPEGs, and finished
 windows are scored in passes of WINDOWS_PER_PASS. A progress line on stderr shows the position
 in the video, windows done, frames/s and the time left.
@@ -205,38 +206,27 @@ class WindowStream:
         path, config = self.path, self.config
         # The converter's per-video plan and flow engines, one plan per open window.
         engines = convert.Engines(config)
-        cap = video_lib.open_video(path)
-        try:
-            fps = float(cap.get(cv2.CAP_PROP_FPS))
-            if not (math.isfinite(fps) and 0 < fps < 1000):
+        with video_lib.Decoder(path, threads=0) as decoder:
+            fps = decoder.fps
+            if not fps:
                 raise video_lib.DecodeError(path, "no frame rate: windows cannot be placed in time")
             self.fps = fps
             length, stride = self.timeline.window_frames(fps)
-            total = video_lib.container_frame_count(path)
-            bar = _Progress(os.path.basename(path), total, fps, self.progress)
+            bar = _Progress(os.path.basename(path), decoder.declared_frames, fps, self.progress)
             open_windows: list[tuple[int, convert.SnippetPlan]] = []  # (start frame, plan)
             decoded_size = (0, 0)
             frame = done = 0
-            while cap.grab():
+            for decoded in decoder.frames():
                 if frame % stride == 0:
                     open_windows.append((frame, convert.SnippetPlan(length, config, engines)))
                 self.max_open = max(self.max_open, len(open_windows))
                 wanted = [(s, p) for s, p in open_windows if frame - s in p.indices]
-                if wanted or frame == 0:
-                    ok, bgr = cap.retrieve()
-                    if not ok or bgr is None:
-                        raise video_lib.DecodeError(
-                            path, f"frame {frame} is read but does not decode"
-                        )
-                    if frame == 0:
-                        decoded_size = bgr.shape[:2]
-                    if wanted:
-                        h, w = config.resize.output_size(*bgr.shape[:2])
-                        if (h, w) != bgr.shape[:2]:
-                            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-                        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [h, w, 3]
-                        for start, plan in wanted:
-                            plan.add(frame - start, rgb)
+                if frame == 0:
+                    decoded_size = (decoded.height, decoded.width)
+                if wanted:
+                    rgb = video_lib.to_rgb(decoded, config.resize)  # [h, w, 3]
+                    for start, plan in wanted:
+                        plan.add(frame - start, rgb)
                 frame += 1
                 self.num_frames = frame
                 while open_windows and open_windows[0][0] + length == frame:
@@ -246,8 +236,6 @@ class WindowStream:
                     done += 1
                 bar.update(frame, done)
             bar.update(frame, done, final=True)
-        finally:
-            cap.release()
         if frame == 0:
             raise video_lib.DecodeError(path, "zero frames: the file opens but no frame decodes")
 

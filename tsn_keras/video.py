@@ -135,7 +135,8 @@ class Decoder:
 
     Use as a context manager (closes the file). Attributes, known after opening:
       declared_frames: the container's frame count (module docstring; 0 = none).
-      fps: the frame rate (FFmpeg's guess from the stream, as OpenCV reports it; 0.0 = none).
+      fps: the stream's average frame rate, else FFmpeg's guess (as OpenCV reports it; 0.0 =
+        none).
       height, width: the coded frame size the stream declares.
       duration: seconds the container declares (0.0 = unknown).
 
@@ -167,7 +168,8 @@ class Decoder:
         codec.thread_count = threads
         if threads != 1:
             codec.thread_type = "AUTO" if frame_threads else "SLICE"
-        rate = self.stream.guessed_rate or self.stream.average_rate
+        # the average rate (OpenCV's CAP_PROP_FPS), else FFmpeg's guess (Ogg declares none)
+        rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(rate) if rate and 0 < float(rate) < 1000 else 0.0
         self.height, self.width = codec.height, codec.width
         self.duration = self._duration()
@@ -204,6 +206,37 @@ class Decoder:
             yield from decoded
             if packet is None:
                 return
+
+    def tail(self, seconds: float) -> Iterator[av.VideoFrame]:
+        """The frames from the keyframe before `seconds` ahead of the declared end to the end.
+
+        Reads only the end of the file (the dataset check's fast mode); `frame.time` says
+        where each frame lies.
+
+        Raises:
+          DecodeError: the container cannot seek (read the whole file with `frames` instead).
+        """
+        target = max(0.0, self.duration - seconds) + (self.container.start_time or 0) / 1e6
+        try:  # in AV_TIME_BASE units when no stream is given; to the keyframe before
+            self.container.seek(int(target * av.time_base), backward=True, any_frame=False)
+        except av.FFmpegError as e:
+            raise DecodeError(self.path, f"cannot seek: {_why(e)}") from None
+        self.stream.codec_context.flush_buffers()
+        yield from self.frames()
+
+    def end_time(self) -> float:
+        """Seconds from the stream's first timestamp at which its declared last frame ends."""
+        stream = self.stream
+        if stream.duration and stream.duration > 0 and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return self.duration
+
+    def start_time(self) -> float:
+        """The stream's first timestamp in seconds (frames' `time` count from it)."""
+        stream = self.stream
+        if stream.start_time is not None and stream.time_base:
+            return float(stream.start_time * stream.time_base)
+        return 0.0
 
     def close(self) -> None:
         self.container.close()
@@ -276,9 +309,7 @@ class FramePlan(Protocol):
         """Receives frame `index` (RGB uint8 [H, W, 3], resized); frames arrive in order."""
 
 
-def _decode_pass(
-    decoder: Decoder, plan: FramePlan, resize: Resize
-) -> tuple[int, tuple[int, int]]:
+def _decode_pass(decoder: Decoder, plan: FramePlan, resize: Resize) -> tuple[int, tuple[int, int]]:
     """One decoding pass feeding `plan`; returns the decoded count and the decoded size."""
     wanted = plan.indices
     count, size = 0, (0, 0)

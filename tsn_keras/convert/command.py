@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from absl import flags
 
@@ -20,6 +22,7 @@ from tsn_keras.convert.shards import (
     jobs_from_pairs,
 )
 from tsn_keras.convert.snippets import ConvertConfig
+from tsn_keras.convert.workers import DEFAULT_VIDEO_TIMEOUT
 from tsn_keras.modalities import MODALITIES
 
 USAGE = """Videos -> sharded TFRecords of RGB / optical-flow snippets, one example per video and
@@ -39,7 +42,8 @@ machines can share the work with `--shard_index k --num_shards_total M` on one s
 Record format: tsn_keras/records.py.
 
 Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
-2 a bad flag, split file or --out, 130 interrupted (Ctrl-C).
+2 a bad flag, split file or --out, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM (the same
+clean stop: the unfinished shard's temporary files removed, a rerun resumes).
 """
 
 
@@ -130,6 +134,19 @@ def _define_run_flags(fv: flags.FlagValues) -> None:
     )
     flags.DEFINE_list("subsets", ["train", "test"], "Subsets to convert.", flag_values=fv)
     flags.DEFINE_bool("progress", True, "Progress line on stderr.", flag_values=fv)
+    define_video_timeout_flag(fv)
+
+
+def define_video_timeout_flag(fv: flags.FlagValues) -> None:
+    """--video_timeout, shared by the converter, `predict` and `check_videos`."""
+    flags.DEFINE_float(
+        "video_timeout",
+        DEFAULT_VIDEO_TIMEOUT,
+        "Seconds one video may take; a worker still busy then is killed and the video listed "
+        "as 'timed out after N s' (a hung mount, a decoder stuck in a loop). 0 = no limit.",
+        lower_bound=0,
+        flag_values=fv,
+    )
 
 
 def _check_out(out: str) -> None:
@@ -206,14 +223,37 @@ def _run(
         return beam.convert(
             subsets, out, config, split.classes, num_shards=fv.num_shards, info=info,
             runner=fv.runner, pipeline_args=beam_args,
-            worker_video_root=fv.worker_video_root,
+            worker_video_root=fv.worker_video_root, video_timeout=fv.video_timeout,
         )  # fmt: skip
     _check_out(out)
     return convert(
         subsets, out, config, split.classes, num_shards=fv.num_shards,
         workers=fv.workers, slice_index=fv.shard_index, num_slices=fv.num_shards_total,
-        info=info, progress=fv.progress,
+        info=info, progress=fv.progress, video_timeout=fv.video_timeout,
     )  # fmt: skip
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both stop the same way."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (kill, a scheduler's stop) raises `Terminated`: the same clean
+    stop as Ctrl-C (temporary files removed, workers stopped) instead of dying mid-write."""
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,16 +271,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     beam_args, config = parsed
     out = fv.out or os.path.join("tfrecords", f"{fv.dataset}_split{fv.split}")
     try:
-        report = _run(fv, config, beam_args, out)
+        with sigterm_as_interrupt():
+            report = _run(fv, config, beam_args, out)
     except (ValueError, flags.Error) as e:  # split files, --out, settings of an older run
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # writing failed (a full disk); the run's temp files are removed
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # the shard's temp files are removed, the workers stopped
-        print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # the shard's temp files are removed, the workers stopped
+        by = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"\nerror: {by}; rerun the same command to resume", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     manifest = report.manifest
     counts = ", ".join(f"{k} {v['num_examples']}" for k, v in manifest["sets"].items())
     print(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tsn_keras import records, splits
 from tsn_keras.convert.progress import Progress, warn
 from tsn_keras.convert.snippets import ConvertConfig, VideoJob, VideoResult, digest, shortfall_text
-from tsn_keras.convert.workers import video_results
+from tsn_keras.convert.workers import DEFAULT_VIDEO_TIMEOUT, video_results
 
 SUBSETS = ("train", "test")
 FAILURES_NAME = "failures.txt"
@@ -143,6 +143,7 @@ def convert(
     num_slices: int = 1,
     info: Mapping | None = None,
     progress: bool = True,
+    video_timeout: float = DEFAULT_VIDEO_TIMEOUT,
 ) -> ConvertReport:
     """Converts videos to sharded TFRecords in `out_dir`, resuming a previous run.
 
@@ -158,6 +159,8 @@ def convert(
       num_slices: how many slices (machines) share the work.
       info: extra manifest fields, e.g. {"dataset": ..., "split": ..., "flags": {...}}.
       progress: print the progress line on stderr.
+      video_timeout: seconds one video may take before its worker is killed and the video
+        listed as "timed out after N s" (`workers.WorkerPool`); 0 = no limit.
 
     Returns:
       ConvertReport with the manifest written to `<out_dir>/manifest.json`.
@@ -184,7 +187,7 @@ def convert(
     bar = Progress(len(tasks), progress)
     start = time.monotonic()
     if pending:
-        results = video_results(tasks, config, min(workers, len(tasks)))
+        results = video_results(tasks, config, min(workers, len(tasks)), video_timeout)
         try:
             write_shards(out_dir, pending, results, report, bar)
         finally:
