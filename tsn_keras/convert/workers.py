@@ -105,6 +105,7 @@ def _worker_main(conn, task: Task) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     task.setup()
+    conn.send(("ready", None))  # the time limit of its first job starts now, not at spawn
     while True:
         try:
             job = conn.recv()
@@ -192,7 +193,7 @@ class WorkerPool:
     def __init__(self, task: Task, workers: int, timeout: float = DEFAULT_VIDEO_TIMEOUT):
         self.task, self.timeout = task, timeout
         self.ctx = multiprocessing.get_context("spawn")
-        self.procs: list = [self._start() for _ in range(workers)]  # [process, pipe] per slot
+        self.procs: list = [self._start() for _ in range(workers)]  # [process, pipe, ready]
         self.left_behind: list = []  # killed workers still blocked in the kernel
 
     def _start(self) -> list:
@@ -200,12 +201,12 @@ class WorkerPool:
         proc = self.ctx.Process(target=_worker_main, args=(child, self.task), daemon=True)
         proc.start()
         child.close()
-        return [proc, parent]
+        return [proc, parent, False]  # ready: its task is set up (it said so)
 
     def _restart(self, slot: int, kill: bool = False) -> str:
         """Replaces a dead (or, with `kill`, a busy) worker with a fresh one; returns how the
         old one died ("signal 9")."""
-        proc, conn = self.procs[slot]
+        proc, conn, _ = self.procs[slot]
         self._stop(proc, kill)
         conn.close()
         self.procs[slot] = self._start()
@@ -241,7 +242,8 @@ class WorkerPool:
         idles while the parent writes) and works through them in order, so a dead worker was
         on the oldest job it had not answered: that job is charged with the death; the others
         go back to the queue. That job started when the worker sent its previous answer (or
-        got the job, when it held none): its deadline is `timeout` seconds later. Jobs more
+        got the job, when it held none, or said it was ready, when it had just started): its
+        deadline is `timeout` seconds later. Jobs more
         than 4 x workers past the next one to yield are not sent yet, which bounds the answers
         waiting in the parent.
         """
@@ -267,21 +269,24 @@ class WorkerPool:
             waits = {}
             for slot, queue in enumerate(held):
                 if queue:
-                    proc, conn = self.procs[slot]
+                    proc, conn, _ = self.procs[slot]
                     waits[conn] = waits[proc.sentinel] = slot
             if not waits:  # all yielded, or the window moved on: send more
                 continue
             wait_s = None
-            if self.timeout:
-                first = min(started[waits[w]] for w in waits)
-                wait_s = max(0.0, first + self.timeout - time.monotonic())
+            timed = [started[s] for s in set(waits.values()) if self.procs[s][2]]
+            if self.timeout and timed:
+                wait_s = max(0.0, min(timed) + self.timeout - time.monotonic())
             ready = multiprocessing.connection.wait(list(waits), wait_s)
             for slot in {waits[w] for w in ready}:
                 queue = held[slot]
                 while queue and (message := self._receive(slot)) is not None:
-                    index = queue.popleft()
                     started[slot] = time.monotonic()
                     status, value = message
+                    if status == "ready":
+                        self.procs[slot][2] = True
+                        continue
+                    index = queue.popleft()
                     if status == "error":
                         raise RuntimeError(f"worker failed on {jobs[index].path}:\n{value}")
                     done[index] = value
@@ -304,7 +309,7 @@ class WorkerPool:
                 continue
             now = time.monotonic()
             for slot, queue in enumerate(held):
-                if queue and now >= started[slot] + self.timeout:
+                if queue and self.procs[slot][2] and now >= started[slot] + self.timeout:
                     self._restart(slot, kill=True)
                     index = queue.popleft()
                     todo = sorted([*todo, *queue], reverse=True)
@@ -316,11 +321,11 @@ class WorkerPool:
 
         Returns within about 2 x KILL_WAIT seconds whatever the workers are blocked on.
         """
-        for _, conn in self.procs:
+        for _, conn, _ in self.procs:
             with contextlib.suppress(OSError):
                 conn.send(None)
         deadline = time.monotonic() + KILL_WAIT
-        for proc, conn in self.procs:
+        for proc, conn, _ in self.procs:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():  # busy with a job the caller no longer wants
                 self._stop(proc, kill=True)
