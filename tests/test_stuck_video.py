@@ -140,7 +140,7 @@ def _outputs(folder):
     return (folder / "stdout.txt").read_text(), (folder / "stderr.txt").read_text()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_video_whose_reads_block_times_out_and_the_rest_convert(tmp_path, stuck, workers):
     path, _ = stuck
     videos = _dataset_with_stuck(tmp_path, path)
@@ -226,6 +226,7 @@ def _shards(out):
     }
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_a_rerun_resumes(tmp_path):
     """SIGTERM (kill PID, a scheduler's stop) mid-run: exit 143, one clear line, no temporary
     files; the rerun gives the same shards as an uninterrupted run."""
@@ -261,3 +262,19 @@ def test_sigterm_stops_cleanly_and_a_rerun_resumes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"({finished} finished shards kept)" in rerun.stdout
     assert _shards(stopped) == _shards(full)
+
+
+def test_the_dataset_check_lists_a_stuck_video_as_timed_out(tmp_path, stuck, capsys):
+    from tsn_keras import check_videos
+
+    path, _ = stuck
+    videos = _dataset_with_stuck(tmp_path, path, good=2)
+    report = tmp_path / "report.csv"
+    argv = ["check_videos", "--dataset=folder", f"--video_root={videos}", f"--report={report}",
+            "--workers=1", "--video_timeout=2", "--min_side=1", "--noprogress"]  # fmt: skip
+    assert check_videos.main(argv) == 1
+    lines = report.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(
+        f"{videos / 'B' / 'stuck.mp4'},B/stuck.mp4,timed_out,timed out after 2 s"
+    )
+    assert "1 with problems (timed_out 1)" in capsys.readouterr().out

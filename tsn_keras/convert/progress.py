@@ -19,8 +19,9 @@ class Progress:
 
     showing = False  # a progress line without its newline is on stderr (`warn` ends it)
 
-    def __init__(self, total: int, enabled: bool, stream=sys.stderr, label: str = "failed"):
-        self.total, self.enabled, self.stream, self.label = total, enabled, stream, label
+    def __init__(self, total: int, enabled: bool, stream=None, label: str = "failed"):
+        self.total, self.enabled, self.label = total, enabled, label
+        self.stream = stream or sys.stderr  # looked up now: tests replace sys.stderr
         self.start = time.monotonic()
         self.last = 0.0
         self.done = self.failed = 0
