@@ -13,10 +13,11 @@
   (~0.7 MB of a ~1.8 MB rgb+flow video at 25 snippets, 340x256).
 * Workers (`multiprocessing`, spawn start method) decode a video, compute flow and encode the
   JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
-  writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
-  one thread (the workers fill the cores); `workers=1` is one worker process too, so that
-  the per-video time limit (`video_timeout`) can kill it; only `video_timeout=0` with one
-  worker converts in the calling process (OpenCV's default threads). `--flow tvl1_tensor`'s
+  writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV and the
+  decoder with one thread (the workers fill the cores); `workers=1` is one worker process
+  too, with their default threads (all cores), so that the per-video time limit
+  (`video_timeout`) can kill it; only `video_timeout=0` with one worker converts in the
+  calling process. `--flow tvl1_tensor`'s
   solver is Keras code: the workers only queue its pairs, and the parent solves them in
   batches shared by consecutive videos (`flow_batches`), so one process owns the solver and
   the GPU where there is one (docs/flow_tvl1.md). The parent watches its workers

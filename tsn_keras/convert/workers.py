@@ -146,7 +146,10 @@ def video_results(
         pending = (convert_video(job, config, engines, solve_flow=False) for job in jobs)
         yield from flow_batches(pending, config)
         return
-    pool = WorkerPool(ConvertTask(config), max(1, workers), timeout)
+    # one worker gets every core (OpenCV's and the decoder's default threads), as the
+    # in-process conversion had; several share them, one thread each
+    task = ConvertTask(config, threads=1 if workers > 1 else 0)
+    pool = WorkerPool(task, max(1, workers), timeout)
     try:
         yield from flow_batches(pool.run(jobs, failed_video), config)
     finally:
