@@ -279,32 +279,34 @@ def _decode_table(work: str) -> None:
     path = make_720p(
         os.path.join(work, f"h264_720p_{_DECODE_FRAMES.value}.mp4"), _DECODE_FRAMES.value
     )
-    print(f"Decoders: {path} (1280x720 H.264, {_DECODE_FRAMES.value} frames), best of 3 runs")
+    print(f"Decoders: {path} (1280x720 H.264, {_DECODE_FRAMES.value} frames), best of 3 turns")
     header = f"{'decoder':24s} {'threads':>7s} {'frames':>6s} {'decode fps':>10s} "
     header += f"{'+RGB fps':>9s} {'same frames':>11s}"
     print(header)
     print("-" * len(header))
-    reference = None
-    for name, kind, threads, frame_threads in DECODE_ROWS:
-        rates = []
-        for rgb in (False, True):
-            best = float("inf")
-            for _ in range(3):
+    best = {}  # (row, rgb) -> seconds; the rows take turns, so load changes hit all alike
+    results = {}
+    for _ in range(3):
+        for row, (_, kind, threads, frame_threads) in enumerate(DECODE_ROWS):
+            for rgb in (False, True):
                 start = time.perf_counter()
                 if kind == "opencv":
                     got = _decode_opencv(path, threads, rgb)
                 else:
                     got = _decode_pyav(path, threads, frame_threads, rgb)
-                best = min(best, time.perf_counter() - start)
-            rates.append(got[0] / best)
-        reference = reference or got
+                seconds = time.perf_counter() - start
+                best[row, rgb] = min(best.get((row, rgb), seconds), seconds)
+                results[row] = got
+    reference = results[0]
+    for row, (name, _, threads, _) in enumerate(DECODE_ROWS):
+        got = results[row]
         same = got[0] == reference[0] and all(
             np.array_equal(a, b) for a, b in zip(got[1:], reference[1:], strict=True)
         )
         label = "all" if threads == 0 else str(threads)
         print(
-            f"{name:24s} {label:>7s} {got[0]:6d} {rates[0]:10.0f} {rates[1]:9.0f} "
-            f"{'yes' if same else 'NO':>11s}",
+            f"{name:24s} {label:>7s} {got[0]:6d} {got[0] / best[row, False]:10.0f} "
+            f"{got[0] / best[row, True]:9.0f} {'yes' if same else 'NO':>11s}",
             flush=True,
         )
     print()
