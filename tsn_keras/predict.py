@@ -17,9 +17,13 @@ output, the table then goes to standard error) writes, for each video, its path 
 `--tflite FILE` adds a LiteRT model of `export --tflite` (as --models does an export). A
 video that cannot be decoded is reported and skipped; the exit status is then 1.
 
+Each video is converted in a worker process; one that takes longer than --video_timeout
+seconds (a hung mount, a stuck decoder) is killed and reported as "timed out after N s".
+
 --timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
 window a TSN clip of --num_segments snippets, frames streamed) and writes per video a JSON, a
-CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py).
+CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py);
+it decodes in this process as it scores, without --video_timeout's limit.
 """
 
 from __future__ import annotations

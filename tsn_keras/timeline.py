@@ -16,10 +16,9 @@ Several models are fused as `predict` fuses them (weighted softmax probabilities
 
 Memory is bounded whatever the video's length: frames stream through one decoder
 (`video.Decoder`: every frame decoded, colour conversion and resizing only for the frames some
-window needs); the
-open windows (ceil(window / stride) of them) hold only their snippets' JPEGs, and finished
-windows are scored in passes of WINDOWS_PER_PASS. A progress line on stderr shows the position
-in the video, windows done, frames/s and the time left.
+window needs); the open windows (ceil(window / stride) of them) hold only their snippets'
+JPEGs, and finished windows are scored in passes of WINDOWS_PER_PASS. A progress line on
+stderr shows the position in the video, windows done, frames/s and the time left.
 
 Windows cover frames [i * S, i * S + W) with W = round(window_seconds * fps) and
 S = round(stride_seconds * fps) (each >= 1); the last window is the last one that fits, so up
