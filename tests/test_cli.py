@@ -20,6 +20,7 @@ COMMANDS = [
     "tsn_keras.evaluate",
     "tsn_keras.fuse",
     "tsn_keras.predict",
+    "tsn_keras.check_videos",
     "tsn_keras.convert",  # scripts/make_tfrecords.py
     "tsn_keras.models.weights",  # scripts/convert_weights.py
 ]

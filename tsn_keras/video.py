@@ -3,12 +3,12 @@
 PyAV (FFmpeg's own binding) is the one decoder of the project: the converter, `predict`, the
 timeline, the dataset check and the benchmarks read frames through `Decoder`. It decodes as the
 ffmpeg tools do: a packet that does not decode (a damaged packet in a camera clip) is skipped
-and decoding goes on, where OpenCV's `VideoCapture` stops at the first such packet (a Theora
-`.ogg` with a few damaged packets decodes 242 frames with FFmpeg, 58 with OpenCV). The frame
-count here is always the number of frames that decoded, the number
-`ffprobe -count_frames` reports. The colour conversion is FFmpeg's swscale to RGB24 at the
-decoded size, as OpenCV's FFmpeg backend does, so the RGB frames are the same bytes; the
-resizing stays `cv2.resize` (INTER_LINEAR).
+and decoding goes on, where OpenCV's `VideoCapture` stops at the first such packet (the test
+Theora `.ogg` with one damaged packet in the middle: 99 frames with ffprobe and PyAV, 32 with
+OpenCV; tests/test_decode_files.py). The frame count here is always the number of frames that
+decoded, the number `ffprobe -count_frames` reports. The colour conversion is FFmpeg's swscale
+to RGB24 at the decoded size, as OpenCV's FFmpeg backend does, so the RGB frames are the same
+bytes; the resizing stays `cv2.resize` (INTER_LINEAR).
 
 Each video is opened once: `Decoder` reads the container's declared frame count and frame rate
 from the same open that decodes. The declared count is the stream's frame count, or the
