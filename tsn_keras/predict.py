@@ -28,6 +28,7 @@ it decodes in this process as it scores, without --video_timeout's limit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -83,13 +84,14 @@ def predict_videos(
         examples, ok = [], []  # examples: {modality: serialized example} per converted video
         todo = [v for v in range(len(paths)) if v not in errors]
         jobs = [convert.VideoJob(paths[v], os.path.basename(paths[v]), 0, "") for v in todo]
-        results = convert.video_results(jobs, config, 1, video_timeout)
-        for v, result in zip(todo, results, strict=True):
-            if result.examples is None:
-                errors[v] = result.reason
-            else:
-                examples.append(result.examples)
-                ok.append(v)
+        # closing: the worker process stops here, also on an error or Ctrl-C
+        with contextlib.closing(convert.video_results(jobs, config, 1, video_timeout)) as results:
+            for v, result in zip(todo, results, strict=True):
+                if result.examples is None:
+                    errors[v] = result.reason
+                else:
+                    examples.append(result.examples)
+                    ok.append(v)
         if not examples:
             continue
         for m in members:

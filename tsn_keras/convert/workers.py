@@ -101,9 +101,9 @@ class ConvertTask:
 
 def _worker_main(conn, task: Task) -> None:
     """A worker process: receives jobs on `conn`, sends back ("ok", answer) or ("error", text)."""
-    # Ctrl-C and SIGTERM reach the whole process group: the parent stops the workers itself.
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself. SIGTERM
+    # keeps its default (exit): multiprocessing's exit handler terminates daemon workers with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     task.setup()
     conn.send(("ready", None))  # the time limit of its first job starts now, not at spawn
     while True:
