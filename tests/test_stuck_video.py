@@ -278,3 +278,21 @@ def test_the_dataset_check_lists_a_stuck_video_as_timed_out(tmp_path, stuck, cap
         f"{videos / 'B' / 'stuck.mp4'},B/stuck.mp4,timed_out,timed out after 2 s"
     )
     assert "1 with problems (timed_out 1)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_beam_lists_a_stuck_video_as_timed_out(tmp_path, stuck):
+    pytest.importorskip("apache_beam", reason="the beam extra: pip install '.[beam]'")
+    from tsn_keras import beam
+
+    path, _ = stuck
+    _clips(tmp_path, 2)
+    jobs = [convert.VideoJob(str(tmp_path / "A" / f"v{i}.avi"), f"A/v{i}.avi", 0, "A")
+            for i in range(2)] + [convert.VideoJob(path, "B/stuck.mp4", 1, "B")]  # fmt: skip
+    config = convert.ConvertConfig(("rgb",), num_snippets=2, width=32, height=24)
+    out = tmp_path / "out"
+    report = beam.convert({"train": jobs}, str(out), config, ["A", "B"], 1, video_timeout=2)
+    assert report.manifest["failures"] == [
+        {"path": path, "reason": "timed out after 2 s (--video_timeout)", "subset": "train"}
+    ]
+    assert report.manifest["sets"]["train"]["num_examples"] == 2
