@@ -255,7 +255,9 @@ def _why(error: Exception) -> str:
 
 def to_rgb(frame: av.VideoFrame, resize: Resize | None) -> np.ndarray:
     """A decoded frame as RGB uint8 [H, W, 3], resized (None: decoded size)."""
-    rgb = frame.to_ndarray(format="rgb24")  # [h, w, 3], swscale at the decoded size
+    # [h, w, 3], swscale at the decoded size; one thread: PyAV's default (automatic threads)
+    # runs 2-4x slower on small frames and competes with the converter's workers for cores
+    rgb = frame.to_ndarray(format="rgb24", threads=1)
     if resize is None:
         return rgb
     h, w = resize.output_size(rgb.shape[0], rgb.shape[1])
