@@ -108,3 +108,14 @@ def test_converter_workers_store_ffmpegs_frames(files, tmp_path):
         want = cv2.resize(reference[i], (32, 24), interpolation=cv2.INTER_LINEAR)
         assert jpeg == records.encode_jpeg(want, 95), i  # the same pixels, the same JPEG
     assert not glob.glob(str(out / "*.incomplete"))
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_the_dataset_check_finds_no_problem_in_any_kind(files, exact):
+    """Fast mode (the first frame and the seeked tail) and exact mode: no false alarm on any
+    container, the variable frame rate and the damaged packet included."""
+    from tsn_keras import check_videos
+
+    settings = check_videos.CheckSettings(exact=exact, min_side=1)
+    for kind, path in files.items():
+        assert check_videos.check_video(path, kind, settings) == [], kind
