@@ -279,7 +279,10 @@ def _decode_table(work: str) -> None:
     path = make_720p(
         os.path.join(work, f"h264_720p_{_DECODE_FRAMES.value}.mp4"), _DECODE_FRAMES.value
     )
-    print(f"Decoders: {path} (1280x720 H.264, {_DECODE_FRAMES.value} frames), best of 3 turns")
+    print(
+        f"Decoders: {path} (1280x720 H.264, {_DECODE_FRAMES.value} frames), best of 3 turns; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     header = f"{'decoder':24s} {'threads':>7s} {'frames':>6s} {'decode fps':>10s} "
     header += f"{'+RGB fps':>9s} {'same frames':>11s}"
     print(header)
@@ -331,7 +334,10 @@ def _before_after(work: str, paths: list[str], env: dict, revision: str) -> None
         ).stdout
         subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
     trees = {"before": old, "after": repo}
-    print(f"Before ({revision}) / after (this checkout), best of {_REPEATS.value} runs each")
+    print(
+        f"Before ({revision}) / after (this checkout), best of {_REPEATS.value} runs each, "
+        f"alternating; load average {os.getloadavg()[0]:.1f}"
+    )
     header = f"{'configuration':24s} {'workers':>7s} {'unit':>12s} {'before':>8s} "
     header += f"{'after':>8s} {'after/before':>12s}"
     print(header)
@@ -360,7 +366,7 @@ def _before_after(work: str, paths: list[str], env: dict, revision: str) -> None
             f"{ratio:11.2f}x",
             flush=True,
         )
-    print()
+    print(f"(load average {os.getloadavg()[0]:.1f})\n")
 
 
 def main(argv):
