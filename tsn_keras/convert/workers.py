@@ -246,9 +246,8 @@ class WorkerPool:
         on the oldest job it had not answered: that job is charged with the death; the others
         go back to the queue. That job started when the worker sent its previous answer (or
         got the job, when it held none, or said it was ready, when it had just started): its
-        deadline is `timeout` seconds later. Jobs more
-        than 4 x workers past the next one to yield are not sent yet, which bounds the answers
-        waiting in the parent.
+        deadline is `timeout` seconds later. Jobs more than 4 x workers past the next one to
+        yield are not sent yet, which bounds the answers waiting in the parent.
         """
         window = 4 * len(self.procs)
         todo = list(range(len(jobs)))[::-1]  # job indices, next last
