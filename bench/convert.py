@@ -38,7 +38,8 @@ frame threading). Each row checks that it decoded the same frames as OpenCV's fi
 Before / after (`--before REV`): the RGB-only and RGB + DIS rows with the `tsn_keras` package
 of git revision REV (extracted with `git archive`, put first on PYTHONPATH) and with this
 checkout's, alternating, in one run: the conversion throughput of two versions on the same
-videos and machine load.
+videos and machine load, and the CPU seconds per video of each (the converting process and its
+workers), which other load on the machine moves less than seconds.
 
     python bench/convert.py --notable --nobeam --before 787afd5   # decoders + before/after
 """
@@ -339,13 +340,14 @@ def _before_after(work: str, paths: list[str], env: dict, revision: str) -> None
         f"alternating; load average {os.getloadavg()[0]:.1f}"
     )
     header = f"{'configuration':24s} {'workers':>7s} {'unit':>12s} {'before':>8s} "
-    header += f"{'after':>8s} {'after/before':>12s}"
+    header += f"{'after':>8s} {'after/before':>12s} {'CPU s/video before':>18s} {'after':>6s}"
     print(header)
     print("-" * len(header))
     for i, (name, overrides, workers) in enumerate(BEFORE_ROWS):
         config = dict(overrides)
         modalities = config.pop("modalities")
         best = {"before": 0.0, "after": 0.0}
+        cpu = {"before": float("inf"), "after": float("inf")}  # CPU s per video, least
         for _ in range(_REPEATS.value):
             for which, tree in trees.items():
                 spec = {
@@ -359,11 +361,12 @@ def _before_after(work: str, paths: list[str], env: dict, revision: str) -> None
                     continue
                 rate = (r["flow_pairs"] or r["frames"]) / r["seconds"]
                 best[which] = max(best[which], rate)
+                cpu[which] = min(cpu[which], r["cpu"] / r["videos"])
         unit = "flow pairs/s" if "flow" in modalities else "frames/s"
         ratio = best["after"] / best["before"] if best["before"] else float("nan")
         print(
             f"{name:24s} {workers:7d} {unit:>12s} {best['before']:8.1f} {best['after']:8.1f} "
-            f"{ratio:11.2f}x",
+            f"{ratio:11.2f}x {cpu['before']:18.3f} {cpu['after']:6.3f}",
             flush=True,
         )
     print(f"(load average {os.getloadavg()[0]:.1f})\n")
