@@ -296,3 +296,26 @@ def test_beam_lists_a_stuck_video_as_timed_out(tmp_path, stuck):
         {"path": path, "reason": "timed out after 2 s (--video_timeout)", "subset": "train"}
     ]
     assert report.manifest["sets"]["train"]["num_examples"] == 2
+
+
+def test_window_frames_are_the_frames_some_window_needs():
+    """`WindowFrames` (what the timeline's decoding child converts) against the windows."""
+    for stride, length, relative in [(3, 7, {0, 2, 6}), (5, 5, {0, 4}), (4, 2, {1})]:
+        select = convert.WindowFrames(stride, length, relative)
+        starts = range(0, 60, stride)
+        want = {s + r for s in starts for r in relative}
+        assert [i for i in range(60) if select(i)] == sorted(i for i in want if i < 60)
+
+
+def test_the_timeline_decoder_times_out_on_a_stuck_read(stuck):
+    from tsn_keras import timeline
+
+    path, _ = stuck
+    config = convert.ConvertConfig(("rgb",), num_snippets=2, width=32, height=24)
+    stream = timeline.WindowStream(
+        path, config, timeline.TimelineConfig(2.0, 1.0, 2), progress=False, video_timeout=2
+    )
+    start = time.monotonic()
+    with pytest.raises(video.DecodeError, match=r"timed out after 2 s \(--video_timeout\)"):
+        list(stream)
+    assert time.monotonic() - start < 2 + 10  # the limit, the child's start and its kill

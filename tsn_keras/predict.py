@@ -23,7 +23,8 @@ seconds (a hung mount, a stuck decoder) is killed and reported as "timed out aft
 --timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
 window a TSN clip of --num_segments snippets, frames streamed) and writes per video a JSON, a
 CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py);
-it decodes in this process as it scores, without --video_timeout's limit.
+its decoder runs in a child process that is killed when the next frame takes more than
+--video_timeout seconds (a long video takes as long as it needs).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fv.timeline:
             return timeline.run(
                 videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow,
-                flow_preset=fv.flow_preset,
+                flow_preset=fv.flow_preset, video_timeout=fv.video_timeout,
             )  # fmt: skip
         results = predict_videos(
             videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top, fv.video_timeout,

@@ -20,10 +20,12 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 import cv2
 
+from tsn_keras import video as video_lib
 from tsn_keras.convert.flow_batches import flow_batches
 from tsn_keras.convert.progress import warn
 from tsn_keras.convert.snippets import (
@@ -50,6 +52,22 @@ DEFAULT_VIDEO_TIMEOUT = 3600.0
 # Seconds to wait for a killed worker to exit before leaving it behind: a process blocked in an
 # uninterruptible read (a hung network or FUSE mount) dies only when that read returns.
 KILL_WAIT = 1.0
+
+
+def stop_process(proc, kill: bool) -> bool:
+    """Waits for a child process to exit (killing it first with `kill`), at most KILL_WAIT s.
+
+    Returns whether it exited. One that did not is stuck in the kernel (an uninterruptible
+    read): it is never joined, and removed from multiprocessing's children so that the
+    interpreter's exit does not join it either.
+    """
+    if kill:
+        proc.kill()
+    proc.join(KILL_WAIT)
+    if proc.is_alive():
+        multiprocessing.process._children.discard(proc)
+        return False
+    return True
 
 
 def _test_kill_hook(path: str) -> None:
@@ -217,12 +235,7 @@ class WorkerPool:
         return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
     def _stop(self, proc, kill: bool) -> None:
-        """Waits for a worker to exit (killing it first with `kill`), at most KILL_WAIT s."""
-        if kill:
-            proc.kill()
-        proc.join(KILL_WAIT)
-        if proc.is_alive():  # stuck in the kernel: never join it, nor let exit join it
-            multiprocessing.process._children.discard(proc)
+        if not stop_process(proc, kill):
             self.left_behind.append(proc)
 
     def _send(self, slot: int, job) -> None:
@@ -332,3 +345,96 @@ class WorkerPool:
             if proc.is_alive():  # busy with a job the caller no longer wants
                 self._stop(proc, kill=True)
             conn.close()
+
+
+class WindowFrames:
+    """Which frames a timeline needs: windows of `length` frames start every `stride` frames,
+    and each needs the frames `relative` (offsets in the window) names."""
+
+    def __init__(self, stride: int, length: int, relative: AbstractSet[int]):
+        self.stride, self.length, self.relative = stride, length, frozenset(relative)
+
+    def __call__(self, index: int) -> bool:
+        first = index - index % self.stride  # the latest window start at or before index
+        starts = range(first, max(-1, index - self.length), -self.stride)
+        return any(index - start in self.relative for start in starts)
+
+
+def _decode_main(conn, path: str, resize) -> None:
+    """The child of `ChildDecoder`: ("ready",), ("info", fps, declared), then, after the
+    parent's selection, ("frame", index, (height, width), RGB or None) per frame, ("end",); or
+    ("error", reason)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops this process
+    try:
+        conn.send(("ready",))  # the time limit starts now, not at spawn
+        with video_lib.Decoder(path, threads=0) as decoder:
+            conn.send(("info", decoder.fps, decoder.declared_frames))
+            select = conn.recv()
+            if select is None:
+                return
+            for index, frame in enumerate(decoder.frames()):
+                rgb = video_lib.to_rgb(frame, resize) if select(index) else None
+                conn.send(("frame", index, (frame.height, frame.width), rgb))
+        conn.send(("end",))
+    except video_lib.DecodeError as e:
+        conn.send(("error", e.reason))
+    except (EOFError, OSError):  # the parent is gone or stopped listening
+        return
+
+
+class ChildDecoder:
+    """Decodes one video in a child process, so that a read that never returns can be stopped.
+
+    The parent waits at most `timeout` seconds (0 = no limit) for each message: the metadata,
+    then each frame; past that the child is killed (left behind if stuck in the kernel) and
+    a DecodeError "timed out after N s" is raised. The timeline decodes through it: its videos
+    are long, so the limit is on each wait for the decoder, not on the whole video.
+    """
+
+    def __init__(self, path: str, resize, timeout: float = DEFAULT_VIDEO_TIMEOUT):
+        self.path, self.timeout = path, timeout
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_decode_main, args=(child, path, resize), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def _receive(self, limit: bool = True) -> tuple:
+        if not self.conn.poll((self.timeout or None) if limit else None):
+            raise video_lib.DecodeError(self.path, timed_out_text(self.timeout))
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(KILL_WAIT)
+            code = self.proc.exitcode
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            raise video_lib.DecodeError(self.path, f"the decoding process died ({how})") from None
+        if message[0] == "error":
+            raise video_lib.DecodeError(self.path, message[1])
+        return message
+
+    def info(self) -> tuple[float, int]:
+        """(fps, declared frame count)."""
+        self._receive(limit=False)  # ("ready",): spawning and imports are not the video's time
+        _, fps, declared = self._receive()
+        return fps, declared
+
+    def frames(self, select: Callable[[int], bool]) -> Iterator[tuple[int, tuple[int, int], Any]]:
+        """(index, decoded (height, width), RGB [H, W, 3] resized, or None when `select(index)`
+        is false) for every frame that decodes."""
+        self.conn.send(select)
+        while (message := self._receive())[0] == "frame":
+            yield message[1:]
+
+    def close(self) -> None:
+        """Stops the child (killed if still decoding; left behind if stuck in the kernel)."""
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        stop_process(self.proc, kill=self.proc.is_alive())
+        self.conn.close()
+
+    def __enter__(self) -> ChildDecoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
