@@ -37,6 +37,22 @@ files are kept in --workdir for the next run.
 
 Targets (2 cores): RGB-only > 500 source frames/s, DIS > 100 flow pairs/s,
 --workers 2 >= 1.8x --workers 1.
+
+Decoders (`--decode`, first): frames/s of OpenCV's `VideoCapture` against PyAV (the
+converter's decoder, `tsn_keras.video.Decoder`) on one 720p H.264 clip written with PyAV's
+libx264 (`--decode_frames` frames of a panning texture), side by side in one run: decoding
+only (`grab()` / decoded frames counted) and decoding with the RGB conversion of every frame
+(`read()` / `to_rgb`), with one thread and with all cores (PyAV: slice threads only, and
+frame threading). Each row checks that it decoded the same frames as OpenCV's first row
+(count, and the RGB bytes of the first and last frame).
+
+Before / after (`--before REV`): the RGB-only and RGB + DIS rows with the `tsn_keras` package
+of git revision REV (extracted with `git archive`, put first on PYTHONPATH) and with this
+checkout's, alternating, in one run: the conversion throughput of two versions on the same
+videos and machine load, and the CPU seconds per video of each (the converting process and its
+workers), which other load on the machine moves less than seconds.
+
+    python bench/convert.py --notable --nobeam --before 787afd5   # decoders + before/after
 """
 
 import importlib.util
@@ -66,6 +82,13 @@ _PLAN_ONLY = flags.DEFINE_integer(
 _PLAN_ON_DISK = flags.DEFINE_float(
     "plan_on_disk", 0.2, "--plan_only: the fraction of the listed clips that is on disk."
 )
+_TABLE = flags.DEFINE_bool("table", True, "The main table (every configuration).")
+_DECODE = flags.DEFINE_bool("decode", True, "The decoders' table (720p H.264 clip).")
+_DECODE_FRAMES = flags.DEFINE_integer("decode_frames", 250, "Frames of the 720p clip.")
+_BEFORE = flags.DEFINE_string(
+    "before", None, "Git revision: RGB and RGB + DIS rows with its tsn_keras and with this one."
+)
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Before/after: runs of each row (best kept).")
 
 ROWS = [
     # name, ConvertConfig overrides, workers ("flow_algorithm" defaults to "dis" here)
@@ -199,6 +222,173 @@ def _run_in_child(spec: dict, env: dict, name: str) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def make_720p(path: str, num_frames: int) -> str:
+    """A 1280x720 H.264 (libx264, yuv420p, 25 fps) clip of a panning texture, written with PyAV
+    (reused when present)."""
+    import av
+    import cv2
+    import numpy as np
+
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.uniform(0, 255, (800, 1800, 3)).astype(np.float32), (0, 0), 4)
+    scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    with av.open(path + ".tmp.mp4", "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        for t in range(num_frames):
+            x0, y0 = 2 * t % 500, int(40 + 30 * np.sin(t / 20))
+            rgb = np.ascontiguousarray(scene[y0 : y0 + 720, x0 : x0 + 1280])  # [720, 1280, 3]
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    os.replace(path + ".tmp.mp4", path)
+    return path
+
+
+def _decode_opencv(path: str, threads: int, rgb: bool):
+    """(frames, first RGB, last RGB) with cv2.VideoCapture (threads 0: OpenCV's default)."""
+    import cv2
+
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
+    count, first, last = 0, None, None
+    while cap.grab():
+        if rgb or count == 0:
+            ok, bgr = cap.retrieve()
+            last = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            first = last if count == 0 else first
+        count += 1
+    cap.release()
+    return count, first, last if rgb else None
+
+
+def _decode_pyav(path: str, threads: int, frame_threads: bool, rgb: bool):
+    """(frames, first RGB, last RGB) with `video.Decoder` (threads 0: one per core)."""
+    from tsn_keras import video
+
+    count, first, last = 0, None, None
+    with video.Decoder(path, threads, frame_threads) as decoder:
+        for frame in decoder.frames():
+            if rgb or count == 0:
+                last = video.to_rgb(frame, None)
+                first = last if count == 0 else first
+            count += 1
+    return count, first, last if rgb else None
+
+
+DECODE_ROWS = [
+    # name, function, threads, frame threading
+    ("OpenCV VideoCapture", "opencv", 1, False),
+    ("OpenCV VideoCapture", "opencv", 0, False),
+    ("PyAV", "pyav", 1, False),
+    ("PyAV, slice threads", "pyav", 0, False),
+    ("PyAV, frame threads", "pyav", 0, True),
+]
+
+
+def _decode_table(work: str) -> None:
+    """OpenCV against PyAV on one 720p H.264 clip: frames/s decoding, and with RGB."""
+    import time
+
+    import numpy as np
+
+    path = make_720p(
+        os.path.join(work, f"h264_720p_{_DECODE_FRAMES.value}.mp4"), _DECODE_FRAMES.value
+    )
+    print(
+        f"Decoders: {path} (1280x720 H.264, {_DECODE_FRAMES.value} frames), best of 3 turns; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    header = f"{'decoder':24s} {'threads':>7s} {'frames':>6s} {'decode fps':>10s} "
+    header += f"{'+RGB fps':>9s} {'same frames':>11s}"
+    print(header)
+    print("-" * len(header))
+    best = {}  # (row, rgb) -> seconds; the rows take turns, so load changes hit all alike
+    results = {}
+    for _ in range(3):
+        for row, (_, kind, threads, frame_threads) in enumerate(DECODE_ROWS):
+            for rgb in (False, True):
+                start = time.perf_counter()
+                if kind == "opencv":
+                    got = _decode_opencv(path, threads, rgb)
+                else:
+                    got = _decode_pyav(path, threads, frame_threads, rgb)
+                seconds = time.perf_counter() - start
+                best[row, rgb] = min(best.get((row, rgb), seconds), seconds)
+                results[row] = got
+    reference = results[0]
+    for row, (name, _, threads, _) in enumerate(DECODE_ROWS):
+        got = results[row]
+        same = got[0] == reference[0] and all(
+            np.array_equal(a, b) for a, b in zip(got[1:], reference[1:], strict=True)
+        )
+        label = "all" if threads == 0 else str(threads)
+        print(
+            f"{name:24s} {label:>7s} {got[0]:6d} {got[0] / best[row, False]:10.0f} "
+            f"{got[0] / best[row, True]:9.0f} {'yes' if same else 'NO':>11s}",
+            flush=True,
+        )
+    print()
+
+
+BEFORE_ROWS = [
+    ("RGB only", {"modalities": ["rgb"]}, 1),
+    ("RGB only", {"modalities": ["rgb"]}, 2),
+    ("RGB + flow DIS medium", {"modalities": ["rgb", "flow"]}, 1),
+    ("RGB + flow DIS medium", {"modalities": ["rgb", "flow"]}, 2),
+]
+
+
+def _before_after(work: str, paths: list[str], env: dict, revision: str) -> None:
+    """The BEFORE_ROWS with revision's tsn_keras and with this checkout's, alternating."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    old = os.path.join(work, f"before-{revision}")
+    if not os.path.isdir(os.path.join(old, "tsn_keras")):
+        os.makedirs(old, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", repo, "archive", revision, "tsn_keras"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+    trees = {"before": old, "after": repo}
+    print(
+        f"Before ({revision}) / after (this checkout), best of {_REPEATS.value} runs each, "
+        f"alternating; load average {os.getloadavg()[0]:.1f}"
+    )
+    header = f"{'configuration':24s} {'workers':>7s} {'unit':>12s} {'before':>8s} "
+    header += f"{'after':>8s} {'after/before':>12s} {'CPU s/video before':>18s} {'after':>6s}"
+    print(header)
+    print("-" * len(header))
+    for i, (name, overrides, workers) in enumerate(BEFORE_ROWS):
+        config = dict(overrides)
+        modalities = config.pop("modalities")
+        best = {"before": 0.0, "after": 0.0}
+        cpu = {"before": float("inf"), "after": float("inf")}  # CPU s per video, least
+        for _ in range(_REPEATS.value):
+            for which, tree in trees.items():
+                spec = {
+                    "paths": paths, "config": config, "modalities": modalities,
+                    "workers": workers, "out": os.path.join(work, f"ba{i}_{which}"),
+                    "repeat": _RGB_REPEAT.value if modalities == ["rgb"] else 1,
+                }  # fmt: skip
+                child_env = dict(env, PYTHONPATH=tree)
+                r = _run_in_child(spec, child_env, f"{name} ({which})")
+                if r is None:
+                    continue
+                rate = (r["flow_pairs"] or r["frames"]) / r["seconds"]
+                best[which] = max(best[which], rate)
+                cpu[which] = min(cpu[which], r["cpu"] / r["videos"])
+        unit = "flow pairs/s" if "flow" in modalities else "frames/s"
+        ratio = best["after"] / best["before"] if best["before"] else float("nan")
+        print(
+            f"{name:24s} {workers:7d} {unit:>12s} {best['before']:8.1f} {best['after']:8.1f} "
+            f"{ratio:11.2f}x {cpu['before']:18.3f} {cpu['after']:6.3f}",
+            flush=True,
+        )
+    print(f"(load average {os.getloadavg()[0]:.1f})\n")
+
+
 def main(argv):
     del argv
     if _ONE.value:
@@ -207,8 +397,13 @@ def main(argv):
     work = _WORKDIR.value or tempfile.mkdtemp(prefix="tsn_bench_")
     if _PLAN_ONLY.value:
         return plan_only(work, _PLAN_ONLY.value, _PLAN_ON_DISK.value)
+    if _DECODE.value and not _BEAM_ONLY.value:
+        _decode_table(work)
     paths = make_videos(os.path.join(work, "videos"), _VIDEOS.value, _FRAMES.value)
-    rows = [] if _BEAM_ONLY.value else list(ROWS)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if _BEFORE.value and not _BEAM_ONLY.value:
+        _before_after(work, paths, env, _BEFORE.value)
+    rows = [] if _BEAM_ONLY.value or not _TABLE.value else list(ROWS)
     tvl1 = {"modalities": ["rgb", "flow"], "flow_algorithm": "tvl1"}  # 0.5-3 s a pair
     tvl1["num_snippets"] = _TVL1_SNIPPETS.value
     if rows:
@@ -217,7 +412,6 @@ def main(argv):
             tensor = dict(tvl1, flow_algorithm="tvl1_tensor", flow_preset=preset)
             name = f"RGB + flow tvl1_tensor {preset} ({_TVL1_SNIPPETS.value})"
             rows.append((name, tensor, 1))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     header = (
         f"{'configuration':34s} {'workers':>7s} {'videos':>6s} {'seconds':>8s} "
         f"{'src frames/s':>12s} {'flow pairs/s':>12s} {'speed-up':>8s} "
@@ -226,7 +420,7 @@ def main(argv):
     print(
         f"{_VIDEOS.value} videos x {_FRAMES.value} frames (RGB-only rows: x{_RGB_REPEAT.value}), "
         "320x240 mp4v -> 340x256, N=25, L=5"
-    )
+    )  # also the videos of the before/after rows
     if rows:
         print(header)
         print("-" * len(header))

@@ -2,9 +2,11 @@
 # Creates (or reuses) .venv in the repository and installs tsn_keras into it.
 # Usage: bash scripts/setup_env.sh [demo|test]
 #   demo: the package and its runtime dependencies.
-#   test: also the dev extra (pytest, ruff), the PyTorch reference used by the parity test,
-#         Apache Beam (the DirectRunner conversion tests), jax (the cross-backend and JAX
-#         solver tests) and litert (the LiteRT export tests).
+#   test: also the dev extra (pytest, ruff, fusepy), the PyTorch reference used by the parity
+#         test, Apache Beam (the DirectRunner conversion tests), jax (the cross-backend and JAX
+#         solver tests) and litert (the LiteRT export tests); and, when missing, Debian's
+#         ffmpeg (ffmpeg and ffprobe write the test videos and give their frame counts) and
+#         fuse3 (the FUSE file whose reads hang), with apt-get (as root, or through sudo).
 # Safe to run twice: a stamp file records what was installed for which setup.py, so a second
 # run with nothing changed installs nothing.
 set -euo pipefail
@@ -16,6 +18,21 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
+fi
+
+if [ "$what" = "test" ]; then
+  # Debian packages, only when a command is missing (quiet when all are there).
+  missing=()
+  command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+  command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
+    || missing+=(fuse3)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "[setup] apt-get install ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
 
 stamp=".venv/.tsn_keras_$what"

@@ -20,6 +20,7 @@ COMMANDS = [
     "tsn_keras.evaluate",
     "tsn_keras.fuse",
     "tsn_keras.predict",
+    "tsn_keras.check_videos",
     "tsn_keras.convert",  # scripts/make_tfrecords.py
     "tsn_keras.models.weights",  # scripts/convert_weights.py
 ]
@@ -78,7 +79,8 @@ def _body(outcome):
         (cli.Failure("nan loss at epoch 2, step 7"), 1, "error: nan loss at epoch 2, step 7"),
         (FloatingPointError("inf weights"), 1, "error: inf weights"),  # failures
         (PermissionError(13, "Permission denied", "/ro/ckpt"), 1, "error: [Errno 13] Permissi"),
-        (KeyboardInterrupt(), 130, "error: interrupted (Ctrl-C)"),
+        (KeyboardInterrupt(), 130, "\nerror: interrupted"),
+        (cli.Terminated(), 143, "\nerror: stopped by SIGTERM"),
     ],
 )
 def test_run_maps_how_a_command_ends_to_its_exit_status(outcome, status, line, capsys):
@@ -92,7 +94,8 @@ def test_run_maps_how_a_command_ends_to_its_exit_status(outcome, status, line, c
         assert err == ""
     else:
         assert err.startswith(line) and "Traceback" not in err
-        assert len(err.splitlines()) == (2 if isinstance(outcome, flags.Error) else 1)
+        lines = [line for line in err.splitlines() if line]
+        assert len(lines) == (2 if isinstance(outcome, flags.Error) else 1)
 
 
 def test_verbose_adds_the_traceback(capsys):

@@ -68,7 +68,7 @@ def test_sample_frames_matches_streamed_frames(clip):
 @pytest.mark.parametrize("hint", [0, 16, 18, 40])
 def test_wrong_container_count_is_not_trusted(clip, monkeypatch, hint):
     """A container count that is 0, one off, or far off: same frames as counting first."""
-    monkeypatch.setattr(video, "container_frame_count", lambda path: hint)
+    monkeypatch.setattr(video, "_hint", lambda decoder: hint)
     calls = []
 
     def select(n):
@@ -88,6 +88,11 @@ def _write_bytes(path, data):
     return str(path)
 
 
+def _fifo(path):
+    os.mkfifo(path)
+    return str(path)
+
+
 @pytest.mark.parametrize(
     "make,reason",
     [
@@ -96,6 +101,7 @@ def _write_bytes(path, data):
         (lambda d: _write_bytes(d / "text.avi", b"this is a text file\n" * 50), "not a video"),
         (lambda d: _write_bytes(d / "noise.avi", os.urandom(20000)), "not a video"),
         (lambda d: str(d), "directory"),
+        (lambda d: _fifo(d / "pipe.avi"), "not a regular file"),  # never opened: it would block
     ],
 )
 def test_decode_errors_say_why(tmp_path, make, reason):

@@ -23,11 +23,13 @@ tests/test_beam.py). It reuses the local converter's pieces rather than Beam's s
   random start, so two modalities' files would not keep a shard's videos aligned, and it needs
   snappy/crc32c packages.
 * A video that fails (cannot be read or decoded, or any exception in `convert_video`) becomes a
-  failure record, never a failed bundle; a worker that dies (killed, out of memory) makes the
+  failure record, never a failed bundle; with `video_timeout` each video is converted in a
+  child process of the Beam worker, killed when the video passes the limit (a "timed out after
+  N s" failure record); a worker that dies (killed, out of memory) makes the
   runner retry its bundle. Counters `tsn_keras:videos|failed|frames|flow_pairs|shards` show in
   the runner's UI; each failure is logged as a warning on the worker.
 * Paths: videos and `out_dir` may be on any file system `tf.io.gfile` knows (`gs://`, `hdfs://`,
-  local). A remote video is copied to a local temporary file for OpenCV; a remote shard is
+  local). A remote video is copied to a local temporary file for the decoder; a remote shard is
   written in a local temporary folder and copied up in the same order (files as
   `.incomplete`, sidecar, rename); the resume check and the manifest run on a local view of the
   remote folder (its file names and sidecars).
@@ -56,6 +58,7 @@ from tsn_keras import records
 from tsn_keras.convert import progress as progress_lib
 from tsn_keras.convert import shards as shard_lib
 from tsn_keras.convert import snippets as snippet_lib
+from tsn_keras.convert import workers as workers_lib
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 COUNTERS = ("videos", "failed", "frames", "flow_pairs", "shards")
@@ -199,14 +202,24 @@ class _ShardJobs(beam.DoFn):
 class _ConvertVideo(beam.DoFn):
     """(name, position, job) -> (name, (position, VideoResult)); failures become results.
 
-    threads: OpenCV threads per worker; 0 = OpenCV's default (all cores).
+    threads: OpenCV and decoder threads per worker; 0 = their default (all cores).
+    video_timeout: seconds per video; the conversion then runs in a child process
+      (`convert.workers.WorkerPool`, one per DoFn instance) that is killed when a video
+      passes it, the video becoming a "timed out after N s" failure. 0 = no limit, converted
+      in the Beam worker's own process.
     """
 
-    def __init__(self, config: snippet_lib.ConvertConfig, threads: int = 1):
-        self.config, self.threads = config, threads
+    def __init__(
+        self, config: snippet_lib.ConvertConfig, threads: int = 1, video_timeout: float = 0.0
+    ):
+        self.config, self.threads, self.video_timeout = config, threads, video_timeout
 
     def setup(self):
-        if self.threads:
+        self.pool = None
+        if self.video_timeout:
+            task = workers_lib.ConvertTask(self.config, solve_flow=True, threads=self.threads)
+            self.pool = workers_lib.WorkerPool(task, 1, self.video_timeout)
+        elif self.threads:
             import cv2
 
             cv2.setNumThreads(self.threads)
@@ -216,9 +229,13 @@ class _ConvertVideo(beam.DoFn):
         self.frames = Metrics.counter(NAMESPACE, "frames")
         self.flow_pairs = Metrics.counter(NAMESPACE, "flow_pairs")
 
+    def teardown(self):
+        if self.pool is not None:
+            self.pool.close()
+
     def process(self, element):
         name, position, job = element
-        result = convert_video(job, self.config, self.engines)
+        result = convert_video(job, self.config, self.engines, self.pool)
         self.videos.inc()
         self.frames.inc(result.num_frames)
         self.flow_pairs.inc(result.flow_pairs)
@@ -229,17 +246,28 @@ class _ConvertVideo(beam.DoFn):
 
 
 def convert_video(
-    job: snippet_lib.VideoJob, config: snippet_lib.ConvertConfig, engines=None
+    job: snippet_lib.VideoJob,
+    config: snippet_lib.ConvertConfig,
+    engines=None,
+    pool: workers_lib.WorkerPool | None = None,
 ) -> snippet_lib.VideoResult:
     """`convert.convert_video` for a video on any file system; never raises for one video.
 
-    A remote video (`gs://...`) is copied to a local temporary file first (OpenCV reads local
-    files). An unexpected exception is returned as the failure reason, so one bad video cannot
-    fail a bundle that the runner would retry, then fail the whole job.
+    A remote video (`gs://...`) is copied to a local temporary file first (the decoder reads
+    local files). With `pool` (a `ConvertTask` pool), the local file is converted in its worker
+    process under the pool's time limit. An unexpected exception is returned as the failure
+    reason, so one bad video cannot fail a bundle that the runner would retry, then fail the
+    whole job.
     """
+
+    def convert_local(local_job: snippet_lib.VideoJob) -> snippet_lib.VideoResult:
+        if pool is None:
+            return snippet_lib.convert_video(local_job, config, engines)
+        return next(pool.run([local_job], workers_lib.failed_video))
+
     try:
         if _is_local(job.path):
-            return snippet_lib.convert_video(job, config, engines)
+            return convert_local(job)
         gfile = _gfile()
         with tempfile.TemporaryDirectory(prefix="tsn_beam_video_") as tmp:
             local = os.path.join(tmp, "video" + os.path.splitext(job.path)[1])
@@ -247,7 +275,7 @@ def convert_video(
                 return snippet_lib.VideoResult(job, None, "missing (no such file)")
             gfile.copy(job.path, local)
             staged = dataclasses.replace(job, path=local)
-            result = snippet_lib.convert_video(staged, config, engines)
+            result = convert_local(staged)
         return dataclasses.replace(result, job=job)
     except Exception as e:  # recorded as this video's failure, not raised
         return snippet_lib.VideoResult(job, None, f"{type(e).__name__}: {e}")
@@ -313,6 +341,7 @@ def build_pipeline(
     classes: Sequence[str],
     info: Mapping,
     threads: int = 1,
+    video_timeout: float = 0.0,
 ) -> None:
     """Adds the conversion's steps to `pipeline` (see the module docstring)."""
     written = (
@@ -320,7 +349,7 @@ def build_pipeline(
         | "PendingShards" >> beam.Create(list(pending))
         | "Videos" >> beam.ParDo(_ShardJobs(plan_path))
         | "Spread" >> beam.Reshuffle()
-        | "Convert" >> beam.ParDo(_ConvertVideo(config, threads))
+        | "Convert" >> beam.ParDo(_ConvertVideo(config, threads, video_timeout))
         | "ByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(_WriteShard(plan_path, out_dir))
     )
@@ -345,6 +374,7 @@ def convert(
     runner: str = "DirectRunner",
     pipeline_args: Sequence[str] = (),
     worker_video_root: str | None = None,
+    video_timeout: float = workers_lib.DEFAULT_VIDEO_TIMEOUT,
 ) -> shard_lib.ConvertReport:
     """Converts videos to sharded TFRecords with a Beam runner; same output as convert.convert.
 
@@ -363,6 +393,7 @@ def convert(
       worker_video_root: where the workers find the videos, e.g. "gs://b/UCF-101": each job's
         path becomes `<worker_video_root>/<video_id>` (the split was listed from a local copy
         or mount). None: the jobs' paths as they are.
+      video_timeout: seconds per video (`_ConvertVideo`); 0 = no limit.
 
     Returns:
       ConvertReport: the manifest, this run's counts (from the runner's counters; zeros where
@@ -413,7 +444,9 @@ def convert(
         pipeline = beam.Pipeline(options=options)
         names = plan["pending"]
         threads = _opencv_threads(runner, options)
-        build_pipeline(pipeline, plan_path, names, out_dir, config, classes, info, threads)
+        build_pipeline(
+            pipeline, plan_path, names, out_dir, config, classes, info, threads, video_timeout
+        )
         try:
             result = pipeline.run()
             state = result.wait_until_finish()

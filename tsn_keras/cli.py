@@ -7,13 +7,14 @@ error (a bad flag or input, reported by `usage_error` as one `error:` line). Lis
 both `--x a,b` and `--x a b`.
 """
 
+import contextlib
 import importlib
 import os
 import re
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from absl import flags
 
@@ -24,6 +25,29 @@ class UsageError(Exception):
 
 class Failure(Exception):
     """The work failed (a damaged shard, a NaN loss, a full disk): one line, exit 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both stop the same way."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (kill, a scheduler's stop) raises `Terminated`: the same clean
+    stop as Ctrl-C (temporary files removed, workers stopped) instead of dying mid-write."""
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Lines that TensorFlow's and XLA's C++ code writes straight to file descriptor 2 when it loads
@@ -105,15 +129,16 @@ def run(
     argv: Sequence[str] | None = None,
     usage_errors: tuple[type[BaseException], ...] = (),
     failures: tuple[type[BaseException], ...] = (),
+    stopped: str = "",
 ) -> int:
     """Runs a command's body and turns how it ended into the exit status.
 
     Every command's `main(argv=None)` is `return cli.run(_main, argv, ...)`. The statuses:
     0 done (or what the body returned), 1 failed work (`Failure`, `failures`, any other
     `OSError`: a full disk, a read-only folder), 2 bad usage (`flags.Error`, which also
-    points to --help, `UsageError`, `usage_errors`), 130 Ctrl-C. Each is reported as one
-    `error:` line on stderr; `--verbose` (any command) also prints the traceback and keeps
-    TensorFlow's start-up lines.
+    points to --help, `UsageError`, `usage_errors`), 130 Ctrl-C, 143 SIGTERM (inside the body
+    SIGTERM stops the run as Ctrl-C does). Each is reported as one `error:` line on stderr;
+    `--verbose` (any command) also prints the traceback and keeps TensorFlow's start-up lines.
 
     Args:
       command: the body; takes the program name and its arguments, returns a status or None.
@@ -121,15 +146,19 @@ def run(
       usage_errors: the command's exceptions that mean bad input (e.g. `FileNotFoundError`
         for a missing --model_dir), checked first.
       failures: the command's exceptions that mean failed work.
+      stopped: what Ctrl-C and SIGTERM leave, said after "interrupted" (e.g. "; rerun the same
+        command to resume").
     """
     argv = list(sys.argv if argv is None else argv)
     verbose = "--verbose" in argv[1:]
     argv = [a for i, a in enumerate(argv) if i == 0 or a != "--verbose"]
     try:
-        status = command(argv)
-    except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C)", file=sys.stderr)
-        return 130
+        with sigterm_as_interrupt():
+            status = command(argv)
+    except KeyboardInterrupt as e:  # after a progress line: the message gets its own line
+        by = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"\nerror: {by}{stopped}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except flags.Error as e:
         return usage_error(e)
     except (UsageError, *usage_errors) as e:

@@ -21,13 +21,19 @@ A video file whose name begins with '-' (Kinetics clips are named by YouTube ids
 do) is taken as a video, not a flag, when it exists; `./-x.mp4`, or the names after `--`,
 work too.
 
+Each video is converted in a worker process; one that takes longer than --video_timeout
+seconds (a hung mount, a stuck decoder) is killed and reported as "timed out after N s".
+
 --timeline scores windows along each video instead (--window_seconds, --stride_seconds; each
 window a TSN clip of --num_segments snippets, frames streamed) and writes per video a JSON, a
-CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py).
+CSV and a PNG plot of the top classes over time into --timeline_dir (tsn_keras/timeline.py);
+its decoder runs in a child process that is killed when the next frame takes more than
+--video_timeout seconds (a long video takes as long as it needs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -50,9 +56,14 @@ def predict_videos(
     num_segments: int = 25,
     crops: int = 10,
     top: int = 5,
+    video_timeout: float = convert.DEFAULT_VIDEO_TIMEOUT,
     **overrides,
 ) -> list[dict]:
     """Scores each video with every model and fuses them.
+
+    Each video is converted in a worker process (`convert.video_results`), killed when the
+    video takes more than `video_timeout` seconds (the video's error is then "timed out after
+    N s"); 0 = no limit, converted in this process.
 
     Returns:
       one dict per video: {"path", "top5": [{"label", "score"}...], "streams": {name: top}}
@@ -66,7 +77,7 @@ def predict_videos(
             for i in range(0, len(paths), VIDEOS_PER_PASS)
             for r in predict_videos(
                 paths[i : i + VIDEOS_PER_PASS], scorers, weights, num_segments, crops, top,
-                **overrides,
+                video_timeout, **overrides,
             )
         ]  # fmt: skip
     groups = scoring.group_models(scorers, num_segments, **overrides)
@@ -77,16 +88,16 @@ def predict_videos(
         # tf.data pass per model: one traced pipeline, not one per video. A conversion gives
         # one example per modality; each model reads its own modality's examples.
         examples, ok = [], []  # examples: {modality: serialized example} per converted video
-        for v, path in enumerate(paths):
-            if v in errors:
-                continue
-            job = convert.VideoJob(path, os.path.basename(path), 0, "")
-            result = convert.convert_video(job, config)
-            if result.examples is None:
-                errors[v] = result.reason
-            else:
-                examples.append(result.examples)
-                ok.append(v)
+        todo = [v for v in range(len(paths)) if v not in errors]
+        jobs = [convert.VideoJob(paths[v], os.path.basename(paths[v]), 0, "") for v in todo]
+        # closing: the worker process stops here, also on an error or Ctrl-C
+        with contextlib.closing(convert.video_results(jobs, config, 1, video_timeout)) as results:
+            for v, result in zip(todo, results, strict=True):
+                if result.examples is None:
+                    errors[v] = result.reason
+                else:
+                    examples.append(result.examples)
+                    ok.append(v)
         if not examples:
             continue
         for m in members:
@@ -133,8 +144,11 @@ def _dashed_videos_last(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; returns 0, 1 when a video failed, 2 on bad flags or models."""
-    argv = cli.expand_space_separated(sys.argv if argv is None else argv, ["models", "weights"])
-    argv = _dashed_videos_last(argv)
+    return cli.run(_main, argv, usage_errors=(FileNotFoundError, ValueError))
+
+
+def _main(argv: list[str]) -> int:
+    argv = _dashed_videos_last(cli.expand_space_separated(argv, ["models", "weights"]))
     fv = flags.FlagValues()
     flags.DEFINE_list("models", None, "Export folders (or model_dirs).", flag_values=fv)
     flags.DEFINE_list("tflite", [], "LiteRT files of export --tflite.", flag_values=fv)
@@ -142,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags.DEFINE_integer("num_segments", 25, "Snippets per video.", flag_values=fv)
     flags.DEFINE_enum("crops", "10", ["1", "3", "10"], "Crops per snippet.", flag_values=fv)
     flags.DEFINE_integer("top", 5, "Classes to show per video.", flag_values=fv)
+    convert.define_video_timeout_flag(fv)
     flags.DEFINE_string(
         "json", None, "Also write the predictions as JSON here (- = stdout).", flag_values=fv
     )
@@ -160,38 +175,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         "flow_preset", None, list(flow.TVL1_PRESETS), "Override tvl1_tensor's preset.",
         flag_values=fv,
     )  # fmt: skip
-    try:
-        videos = cli.parse_flags(fv, argv, __doc__, positional=True)
-        if videos is None:
-            return 0
-        if not videos:
-            raise flags.Error("give one or more video files: python -m tsn_keras.predict VIDEO...")
-        models = (fv.models or []) + fv.tflite
-        if not models:
-            raise flags.Error("--models is required: one or more export folders (or --tflite)")
-        weights = cli.float_list(fv.weights, "weights")
-    except flags.Error as e:
-        return cli.usage_error(e)
-    try:
-        if fv.timeline:  # windows along each video instead of one answer per video
-            from tsn_keras import timeline  # its plot and CSV code only when asked for
+    videos = cli.parse_flags(fv, argv, __doc__, positional=True)
+    if videos is None:
+        return 0
+    if not videos:
+        raise flags.Error("give one or more video files: python -m tsn_keras.predict VIDEO...")
+    models = (fv.models or []) + fv.tflite
+    if not models:
+        raise flags.Error("--models is required: one or more export folders (or --tflite)")
+    weights = cli.float_list(fv.weights, "weights")
+    if fv.timeline:  # windows along each video instead of one answer per video
+        from tsn_keras import timeline  # its plot and CSV code only when asked for
 
-            config = timeline.TimelineConfig(
-                fv.window_seconds, fv.stride_seconds, fv.num_segments, int(fv.crops), fv.top
-            )  # checked before the models load
-        scorers = [scoring.load_scorer(m) for m in models]
-        if fv.timeline:
-            return timeline.run(
-                videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow,
-                flow_preset=fv.flow_preset,
-            )  # fmt: skip
-        results = predict_videos(
-            videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top,
-            flow_algorithm=fv.flow, flow_preset=fv.flow_preset,
+        config = timeline.TimelineConfig(
+            fv.window_seconds, fv.stride_seconds, fv.num_segments, int(fv.crops), fv.top
+        )  # checked before the models load
+    scorers = [scoring.load_scorer(m) for m in models]
+    if fv.timeline:
+        return timeline.run(
+            videos, scorers, weights, config, fv.timeline_dir, flow_algorithm=fv.flow,
+            flow_preset=fv.flow_preset, video_timeout=fv.video_timeout,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    results = predict_videos(
+        videos, scorers, weights, fv.num_segments, int(fv.crops), fv.top, fv.video_timeout,
+        flow_algorithm=fv.flow, flow_preset=fv.flow_preset,
+    )  # fmt: skip
     out = sys.stderr if fv.json == "-" else sys.stdout  # stdout then carries only the JSON
     for r in results:
         print(r["path"], file=out)

@@ -14,11 +14,11 @@ by the evaluation code (`scoring.score_examples`: snippet choice, test crops, th
 preprocessing). So a window is scored exactly as `predict` would score a video cut to it.
 Several models are fused as `predict` fuses them (weighted softmax probabilities).
 
-Memory is bounded whatever the video's length: frames stream through one decoder (`grab()`
-for every frame, colour conversion and resizing only for the frames some window needs); the
-open windows (ceil(window / stride) of them) hold only their snippets' JPEGs, and finished
-windows are scored in passes of WINDOWS_PER_PASS. A progress line on stderr shows the position
-in the video, windows done, frames/s and the time left.
+Memory is bounded whatever the video's length: frames stream through one decoder
+(`video.Decoder`: every frame decoded, colour conversion and resizing only for the frames some
+window needs); the open windows (ceil(window / stride) of them) hold only their snippets'
+JPEGs, and finished windows are scored in passes of WINDOWS_PER_PASS. A progress line on
+stderr shows the position in the video, windows done, frames/s and the time left.
 
 Windows cover frames [i * S, i * S + W) with W = round(window_seconds * fps) and
 S = round(stride_seconds * fps) (each >= 1); the last window is the last one that fits, so up
@@ -180,13 +180,15 @@ def _window_example(
 class WindowStream:
     """Iterates (start frame, end frame, {modality: serialized example}) over the full windows.
 
-    Decodes the video once, in order; a window's example is built as its frames stream by and
-    yielded when its last frame has passed. Yields nothing for a video shorter than one window
+    Decodes the video once, in order, in a child process (`convert.ChildDecoder`: a wait of
+    more than `video_timeout` seconds for the next frame kills it, "timed out after N s"; 0 =
+    no limit); a window's example is built as its frames stream by and yielded when its last
+    frame has passed. Yields nothing for a video shorter than one window
     (the caller scores it whole). After the iteration, `fps` and `num_frames` (frames that
     decoded) are set.
 
     Raises (while iterating):
-      video.DecodeError: the file cannot be read, or has no frame rate.
+      video.DecodeError: the file cannot be read, has no frame rate, or timed out.
     """
 
     def __init__(
@@ -195,8 +197,10 @@ class WindowStream:
         config: convert.ConvertConfig,
         timeline: TimelineConfig,
         progress: bool = True,
+        video_timeout: float = convert.DEFAULT_VIDEO_TIMEOUT,
     ):
         self.path, self.config, self.timeline, self.progress = path, config, timeline, progress
+        self.video_timeout = video_timeout
         self.fps = 0.0
         self.num_frames = 0
         self.max_open = 0  # windows held at once: ceil(W / S), whatever the video's length
@@ -205,37 +209,27 @@ class WindowStream:
         path, config = self.path, self.config
         # The converter's per-video plan and flow engines, one plan per open window.
         engines = convert.Engines(config)
-        cap = video_lib.open_video(path)
-        try:
-            fps = float(cap.get(cv2.CAP_PROP_FPS))
-            if not (math.isfinite(fps) and 0 < fps < 1000):
+        with convert.ChildDecoder(path, config.resize, self.video_timeout) as decoder:
+            fps, declared = decoder.info()
+            if not fps:
                 raise video_lib.DecodeError(path, "no frame rate: windows cannot be placed in time")
             self.fps = fps
             length, stride = self.timeline.window_frames(fps)
-            total = video_lib.container_frame_count(path)
-            bar = _Progress(os.path.basename(path), total, fps, self.progress)
+            needed = convert.SnippetPlan(length, config, engines).indices  # the same per window
+            bar = _Progress(os.path.basename(path), declared, fps, self.progress)
             open_windows: list[tuple[int, convert.SnippetPlan]] = []  # (start frame, plan)
             decoded_size = (0, 0)
             frame = done = 0
-            while cap.grab():
+            select = convert.WindowFrames(stride, length, needed)
+            for _, size, rgb in decoder.frames(select):  # rgb [h, w, 3] of the needed frames
                 if frame % stride == 0:
                     open_windows.append((frame, convert.SnippetPlan(length, config, engines)))
                 self.max_open = max(self.max_open, len(open_windows))
-                wanted = [(s, p) for s, p in open_windows if frame - s in p.indices]
-                if wanted or frame == 0:
-                    ok, bgr = cap.retrieve()
-                    if not ok or bgr is None:
-                        raise video_lib.DecodeError(
-                            path, f"frame {frame} is read but does not decode"
-                        )
-                    if frame == 0:
-                        decoded_size = bgr.shape[:2]
-                    if wanted:
-                        h, w = config.resize.output_size(*bgr.shape[:2])
-                        if (h, w) != bgr.shape[:2]:
-                            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-                        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [h, w, 3]
-                        for start, plan in wanted:
+                if frame == 0:
+                    decoded_size = size
+                if rgb is not None:
+                    for start, plan in open_windows:
+                        if frame - start in plan.indices:
                             plan.add(frame - start, rgb)
                 frame += 1
                 self.num_frames = frame
@@ -246,8 +240,6 @@ class WindowStream:
                     done += 1
                 bar.update(frame, done)
             bar.update(frame, done, final=True)
-        finally:
-            cap.release()
         if frame == 0:
             raise video_lib.DecodeError(path, "zero frames: the file opens but no frame decodes")
 
@@ -258,6 +250,7 @@ def score_timeline(
     weights: Sequence[float] | None = None,
     config: TimelineConfig = TimelineConfig(),
     progress: bool = True,
+    video_timeout: float = convert.DEFAULT_VIDEO_TIMEOUT,
     **overrides,
 ) -> Timeline:
     """Scores every window of a video with every model and fuses them.
@@ -268,10 +261,11 @@ def score_timeline(
       weights: fusion weights (None: `fuse.DEFAULT_WEIGHTS`).
       config: window, stride, K, crops, top.
       progress: the stderr progress line.
+      video_timeout: seconds the decoder may take to deliver the next frame (`WindowStream`).
       **overrides: converter settings that replace the models' (e.g. flow_algorithm).
 
     Raises:
-      video.DecodeError: the video cannot be read.
+      video.DecodeError: the video cannot be read (or timed out).
       ValueError: models with other classes, or a weight count that does not match.
     """
     weights = scoring.fusion_weights(scorers, weights)
@@ -280,7 +274,7 @@ def score_timeline(
     bounds: dict[int, int] = {}  # window start -> end frame
     # One decoding pass per conversion setting (models trained on other flow share none).
     for convert_config, members in scoring.group_models(scorers, config.num_segments, **overrides):
-        stream = WindowStream(path, convert_config, config, progress)
+        stream = WindowStream(path, convert_config, config, progress, video_timeout)
         batch: list[tuple[int, dict[str, bytes]]] = []
         windows = 0
         for start, end, examples in stream:
@@ -468,6 +462,7 @@ def run(
     config: TimelineConfig,
     out_dir: str,
     progress: bool = True,
+    video_timeout: float = convert.DEFAULT_VIDEO_TIMEOUT,
     **overrides,
 ) -> int:
     """`predict --timeline`: each video's timeline, printed as its top-1 segments and written.
@@ -478,7 +473,9 @@ def run(
     failed = 0
     for path in videos:
         try:
-            timeline = score_timeline(path, scorers, weights, config, progress, **overrides)
+            timeline = score_timeline(
+                path, scorers, weights, config, progress, video_timeout, **overrides
+            )
         except video_lib.DecodeError as e:
             print(f"{path}\n  could not be read: {e.reason}")
             failed += 1

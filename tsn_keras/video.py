@@ -1,35 +1,51 @@
-"""Decoding a video file into RGB frames: streaming, resized, counting what really decodes.
+"""Decoding a video file into RGB frames with PyAV: streaming, resized, counting what decodes.
 
-Containers often report a frame count that is off by one, or 0 (`CAP_PROP_FRAME_COUNT`); the
-number of frames here is always the number that decoded. The container's count is kept beside it
+PyAV (FFmpeg's own binding) is the one decoder of the project: the converter, `predict`, the
+timeline, the dataset check and the benchmarks read frames through `Decoder`. It decodes as the
+ffmpeg tools do: a packet that does not decode (a damaged packet in a camera clip) is skipped
+and decoding goes on, where OpenCV's `VideoCapture` stops at the first such packet (the test
+Theora `.ogg` with one damaged packet in the middle: 99 frames with ffprobe and PyAV, 32 with
+OpenCV; tests/test_decode_files.py). The frame count here is always the number of frames that
+decoded, the number `ffprobe -count_frames` reports. The colour conversion is FFmpeg's swscale
+to RGB24 at the decoded size, as OpenCV's FFmpeg backend does, so the RGB frames are the same
+bytes; the resizing stays `cv2.resize` (INTER_LINEAR).
+
+Each video is opened once: `Decoder` reads the container's declared frame count and frame rate
+from the same open that decodes. The declared count is the stream's frame count, or the
+duration x fps rounded when the container stores none (OpenCV's `CAP_PROP_FRAME_COUNT` rule,
+so truncated-file checks see the same numbers); it is kept beside the decoded count
 (`VideoInfo.declared_frames`) so that callers can tell a truncated file: an mp4 whose index
 (moov atom) is at the front still opens when cut, declares every frame, and decodes only the
-frames its remaining bytes hold. OpenCV's count is the stream's frame count, or duration x fps
-rounded when the container stores none, so one number covers both.
+frames its remaining bytes hold.
 
 Conversion needs only the frames of the sampled snippets, but which frames those are depends on
 the frame count, known only after decoding to the end. `decode_selected` therefore:
 
-1. decodes once, keeping only the frames the container's count (the hint) would select, while
-   counting every frame that decodes (`grab()` decodes without the colour conversion);
+1. decodes once, keeping only the frames the declared count (the hint) would select, while
+   counting every frame that decodes (a decoded frame not kept is never colour-converted);
 2. if the count matches the hint (the usual case), that single pass is the answer; otherwise
    (or with no hint) it decodes a second time and keeps the frames the true count selects.
 
 Frames go, in order, to a `FramePlan` that consumes them as they come (the converter encodes
 JPEGs and computes flow with one previous frame held), so memory does not grow with the video's
 length; `sample_frames` is the simple form that keeps the selected frames in a dict. The
-two-pass variant (`mode="two_pass"`) always counts first; `bench/convert.py` measures both (one
-pass is ~1.6-2x faster for RGB-only conversion, where decoding dominates).
+two-pass variant (`mode="two_pass"`) always counts first.
+
+Threads: `threads=1` decodes in the calling thread (the converter's workers already fill the
+cores); otherwise FFmpeg's frame threading (`frame_threads`) and slice threading decode with
+`threads` threads (0 = one per core). `bench/convert.py` measures the choices.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Protocol
 
+import av
 import cv2
 import numpy as np
 
@@ -44,6 +60,9 @@ class DecodeError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+ZERO_FRAMES = "zero frames: the file opens but no frame decodes (truncated?)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ class VideoInfo:
       fps: the container's frame rate (0.0 if it reports none).
       height: decoded frame height (before resizing).
       width: decoded frame width (before resizing).
-      declared_frames: the container's frame count (`container_frame_count`; 0 = none).
+      declared_frames: the container's frame count (`Decoder.declared_frames`; 0 = none).
     """
 
     path: str
@@ -97,99 +116,190 @@ class VideoInfo:
     declared_frames: int = 0
 
 
-def open_video(path: str, threads: int = 0) -> cv2.VideoCapture:
-    """An opened `cv2.VideoCapture`, or a DecodeError saying why the file cannot be read.
-
-    Args:
-      path: video file.
-      threads: FFmpeg decoder threads; 0 = FFmpeg's choice (one per core). Conversion workers
-        use 1: the workers already fill the cores.
-    """
+def check_file(path: str) -> None:
+    """Raises a DecodeError saying why `path` cannot be a video file, before opening it."""
     if not os.path.exists(path):
         raise DecodeError(path, "missing: no such file (check --video_root and the split files)")
     if os.path.isdir(path):
         raise DecodeError(path, "not a file: it is a directory")
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the reader forever
+        raise DecodeError(path, "not a regular file (a FIFO, socket or device)")
     if not os.access(path, os.R_OK):
         raise DecodeError(path, "unreadable: permission denied")
     if os.path.getsize(path) == 0:
         raise DecodeError(path, "empty file (0 bytes)")
-    params = [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
-    if not cap.isOpened():
-        cap.release()
-        raise DecodeError(
-            path, "not a video: OpenCV/FFmpeg cannot open it (corrupt, or unknown container)"
-        )
-    return cap
 
 
-def _to_rgb(bgr: np.ndarray, resize: Resize) -> np.ndarray:
-    h, w = resize.output_size(bgr.shape[0], bgr.shape[1])
-    if (h, w) != bgr.shape[:2]:
-        bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [h, w, 3]
+class Decoder:
+    """One open video: its metadata at once, then its frames in order (`frames`).
+
+    Use as a context manager (closes the file). Attributes, known after opening:
+      declared_frames: the container's frame count (module docstring; 0 = none).
+      fps: the stream's average frame rate, else FFmpeg's guess (as OpenCV reports it; 0.0 =
+        none).
+      height, width: the coded frame size the stream declares.
+      duration: seconds the container declares (0.0 = unknown).
+
+    Args:
+      path: video file.
+      threads: decoder threads; 1 = decode in the calling thread, 0 = one per core.
+      frame_threads: with threads != 1, also FFmpeg's frame threading (several frames in
+        flight; faster on most codecs, a few frames of delay).
+
+    Raises:
+      DecodeError: missing / a directory / not a regular file / unreadable / empty / not a
+        video (FFmpeg cannot open it, or it holds no video stream).
+    """
+
+    def __init__(self, path: str, threads: int = 1, frame_threads: bool = True):
+        check_file(path)
+        self.path = path
+        try:
+            self.container = av.open(path, metadata_errors="ignore")
+        except (av.FFmpegError, UnicodeDecodeError) as e:
+            raise DecodeError(
+                path, f"not a video: FFmpeg cannot open it ({_why(e)}; corrupt or unknown format)"
+            ) from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise DecodeError(path, "not a video: the file holds no video stream")
+        self.stream = self.container.streams.video[0]
+        codec = self.stream.codec_context
+        codec.thread_count = threads
+        if threads != 1:
+            codec.thread_type = "AUTO" if frame_threads else "SLICE"
+        # the average rate (OpenCV's CAP_PROP_FPS), else FFmpeg's guess (Ogg declares none)
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps = float(rate) if rate and 0 < float(rate) < 1000 else 0.0
+        self.height, self.width = codec.height, codec.width
+        self.duration = self._duration()
+        self.declared_frames = self.stream.frames or round(self.duration * self.fps)
+
+    def _duration(self) -> float:
+        """The container's duration, else the stream's, in seconds (OpenCV's order)."""
+        if self.container.duration and self.container.duration > 0:
+            return self.container.duration / av.time_base
+        stream = self.stream
+        if stream.duration and stream.duration > 0 and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return 0.0
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """Every frame that decodes, in order, not colour-converted yet (`to_rgb`).
+
+        A packet the decoder refuses is skipped, as the ffmpeg tools do; a read error ends the
+        stream (what decoded before it stands) after the frames the decoder still holds.
+        """
+        codec = self.stream.codec_context
+        packets = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError:  # truncated or unreadable past here: flush the decoder
+                packet = None
+            try:
+                decoded = codec.decode(packet)
+            except av.FFmpegError:  # a damaged packet: skipped, decoding goes on
+                decoded = []
+            yield from decoded
+            if packet is None:
+                return
+
+    def tail(self, seconds: float) -> Iterator[av.VideoFrame]:
+        """The frames from the keyframe before `seconds` ahead of the declared end to the end.
+
+        Reads only the end of the file (the dataset check's fast mode); `frame.time` says
+        where each frame lies.
+
+        Raises:
+          DecodeError: the container cannot seek (read the whole file with `frames` instead).
+        """
+        target = max(0.0, self.duration - seconds) + (self.container.start_time or 0) / 1e6
+        try:  # in AV_TIME_BASE units when no stream is given; to the keyframe before
+            self.container.seek(int(target * av.time_base), backward=True, any_frame=False)
+        except av.FFmpegError as e:
+            raise DecodeError(self.path, f"cannot seek: {_why(e)}") from None
+        self.stream.codec_context.flush_buffers()
+        yield from self.frames()
+
+    def end_time(self) -> float:
+        """Seconds from the stream's first timestamp at which its declared last frame ends."""
+        stream = self.stream
+        if stream.duration and stream.duration > 0 and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return self.duration
+
+    def start_time(self) -> float:
+        """The stream's first timestamp in seconds (frames' `time` count from it)."""
+        stream = self.stream
+        if stream.start_time is not None and stream.time_base:
+            return float(stream.start_time * stream.time_base)
+        return 0.0
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def iter_frames(path: str, resize: Resize | None = Resize()) -> Iterator[np.ndarray]:
+def _why(error: Exception) -> str:
+    """FFmpeg's message without the errno and the path PyAV adds."""
+    return getattr(error, "strerror", None) or str(error)
+
+
+def to_rgb(frame: av.VideoFrame, resize: Resize | None) -> np.ndarray:
+    """A decoded frame as RGB uint8 [H, W, 3], resized (None: decoded size)."""
+    # [h, w, 3], swscale at the decoded size; one thread: PyAV's default (automatic threads)
+    # runs 2-4x slower on small frames and competes with the converter's workers for cores
+    rgb = frame.to_ndarray(format="rgb24", threads=1)
+    if resize is None:
+        return rgb
+    h, w = resize.output_size(rgb.shape[0], rgb.shape[1])
+    if (h, w) != rgb.shape[:2]:
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    return rgb
+
+
+def iter_frames(
+    path: str, resize: Resize | None = Resize(), threads: int = 0
+) -> Iterator[np.ndarray]:
     """Yields every frame as RGB uint8 [H, W, 3], resized (None: decoded size), one at a time.
 
     Raises:
       DecodeError: if the file cannot be opened or no frame decodes.
     """
-    cap = open_video(path)
     count = 0
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
+    with Decoder(path, threads) as decoder:
+        for frame in decoder.frames():
             count += 1
-            if resize is None:
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [h, w, 3]
-            else:
-                yield _to_rgb(bgr, resize)
-    finally:
-        cap.release()
+            yield to_rgb(frame, resize)
     if count == 0:
-        raise DecodeError(path, "zero frames: the file opens but no frame decodes (truncated?)")
+        raise DecodeError(path, ZERO_FRAMES)
 
 
 def probe(path: str, threads: int = 0) -> VideoInfo:
-    """Counts the frames that decode (one pass of `grab()`), with fps and the decoded size."""
-    cap = open_video(path, threads)
-    try:
-        fps = _fps(cap)
-        count, size = 0, (0, 0)
-        while cap.grab():
+    """Counts the frames that decode, with fps, the decoded size and the declared count."""
+    count, size = 0, (0, 0)
+    with Decoder(path, threads) as decoder:
+        for frame in decoder.frames():
             if count == 0:
-                ok, bgr = cap.retrieve()
-                if ok and bgr is not None:
-                    size = bgr.shape[:2]
+                size = (frame.height, frame.width)
             count += 1
-    finally:
-        cap.release()
-    if count == 0 or size == (0, 0):
-        raise DecodeError(path, "zero frames: the file opens but no frame decodes (truncated?)")
-    return VideoInfo(path, count, fps, size[0], size[1])
+    if count == 0:
+        raise DecodeError(path, ZERO_FRAMES)
+    return VideoInfo(path, count, decoder.fps, size[0], size[1], decoder.declared_frames)
 
 
 def container_frame_count(path: str) -> int:
-    """The frame count the container claims (CAP_PROP_FRAME_COUNT; 0 if none): a hint only.
-
-    OpenCV's FFmpeg backend reports the stream's frame count, or duration x fps rounded when
-    the container stores no count.
-    """
-    cap = open_video(path)
-    try:
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    finally:
-        cap.release()
-    return int(count) if np.isfinite(count) and count > 0 else 0
-
-
-def _fps(cap: cv2.VideoCapture) -> float:
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    return float(fps) if np.isfinite(fps) and 0 < fps < 1000 else 0.0
+    """The frame count the container declares (`Decoder.declared_frames`; 0 = none): a hint."""
+    with Decoder(path) as decoder:
+        return decoder.declared_frames
 
 
 class FramePlan(Protocol):
@@ -201,29 +311,17 @@ class FramePlan(Protocol):
         """Receives frame `index` (RGB uint8 [H, W, 3], resized); frames arrive in order."""
 
 
-def _decode_pass(
-    path: str, plan: FramePlan, resize: Resize, threads: int
-) -> tuple[int, float, tuple[int, int]]:
-    """One decoding pass feeding `plan`; returns the decoded count, fps and decoded size."""
-    cap = open_video(path, threads)
-    size = (0, 0)
+def _decode_pass(decoder: Decoder, plan: FramePlan, resize: Resize) -> tuple[int, tuple[int, int]]:
+    """One decoding pass feeding `plan`; returns the decoded count and the decoded size."""
     wanted = plan.indices
-    try:
-        fps = _fps(cap)
-        count = 0
-        while cap.grab():
-            if count in wanted or count == 0:
-                ok, bgr = cap.retrieve()
-                if not ok or bgr is None:
-                    raise DecodeError(path, f"frame {count} is read but does not decode")
-                if count == 0:
-                    size = bgr.shape[:2]
-                if count in wanted:
-                    plan.add(count, _to_rgb(bgr, resize))
-            count += 1
-    finally:
-        cap.release()
-    return count, fps, size
+    count, size = 0, (0, 0)
+    for frame in decoder.frames():
+        if count == 0:
+            size = (frame.height, frame.width)
+        if count in wanted:
+            plan.add(count, to_rgb(frame, resize))
+        count += 1
+    return count, size
 
 
 def decode_selected(
@@ -240,35 +338,43 @@ def decode_selected(
       make_plan: builds the plan for a given frame count; its `indices` must lie in
         [0, num_frames).
       resize: stored size.
-      mode: "auto" (one pass when the container's count is right) or "two_pass" (count with
-        `grab()` first, then decode).
-      threads: FFmpeg decoder threads (`open_video`).
+      mode: "auto" (one pass when the declared count is right) or "two_pass" (count first,
+        then decode).
+      threads: decoder threads (`Decoder`).
 
     Returns:
       (info, plan): the plan of the true frame count, fed every frame it asked for;
       `info.declared_frames` is the container's count, whatever the mode.
 
     Raises:
-      DecodeError: missing / empty / not a video / zero frames / a frame that does not decode.
+      DecodeError: missing / empty / not a video / zero frames / frames that do not decode the
+        same way twice.
     """
     if mode not in ("auto", "two_pass"):
         raise ValueError(f"decode mode must be 'auto' or 'two_pass'. Received: {mode!r}")
-    declared = container_frame_count(path)
-    hint = declared if mode == "auto" else 0
-    if hint > 0:
-        plan = make_plan(hint)
-        count, fps, size = _decode_pass(path, plan, resize, threads)
-        if count == hint:
-            return VideoInfo(path, count, fps, size[0], size[1], declared), plan
-        del plan  # the container's count was wrong: decode again for the true count
-        if count == 0:
-            raise DecodeError(path, "zero frames: the file opens but no frame decodes (truncated?)")
-    else:
-        count = probe(path, threads).num_frames
+    with Decoder(path, threads) as decoder:
+        declared, fps = decoder.declared_frames, decoder.fps
+        hint = _hint(decoder) if mode == "auto" else 0
+        if hint > 0:
+            plan = make_plan(hint)
+            count, size = _decode_pass(decoder, plan, resize)
+            if count == hint:
+                return VideoInfo(path, count, fps, size[0], size[1], declared), plan
+            del plan  # the declared count was wrong: decode again for the true count
+        else:
+            count = sum(1 for _ in decoder.frames())
+    if count == 0:
+        raise DecodeError(path, ZERO_FRAMES)
     plan = _CheckedPlan(make_plan(count), count, path)
-    _, fps, size = _decode_pass(path, plan, resize, threads)
+    with Decoder(path, threads) as decoder:
+        _, size = _decode_pass(decoder, plan, resize)
     plan.check()
     return VideoInfo(path, count, fps, size[0], size[1], declared), plan.inner
+
+
+def _hint(decoder: Decoder) -> int:
+    """The frame count the first pass plans for: the declared one (a seam for tests)."""
+    return decoder.declared_frames
 
 
 class _CheckedPlan:
@@ -324,7 +430,7 @@ def write_video(
     fps: float = 25.0,
     fourcc: str = "MJPG",
 ) -> None:
-    """Writes RGB uint8 [H, W, 3] frames to an .avi (tests and the benchmark).
+    """Writes RGB uint8 [H, W, 3] frames to an .avi with OpenCV (tests and the benchmark).
 
     Args:
       path: output file (.avi).

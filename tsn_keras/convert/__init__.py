@@ -13,15 +13,19 @@
   (~0.7 MB of a ~1.8 MB rgb+flow video at 25 snippets, 340x256).
 * Workers (`multiprocessing`, spawn start method) decode a video, compute flow and encode the
   JPEGs and the serialized SequenceExamples; they never import TensorFlow. The parent process
-  writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV with
-  one thread (the workers fill the cores); `workers=1` converts in the calling process with
-  OpenCV's default threads. `--flow tvl1_tensor`'s solver is Keras code: the workers only queue
-  its pairs, and the parent solves them in batches shared by consecutive videos
-  (`flow_batches`), so one process owns the solver and the GPU where there is one
-  (docs/flow_tvl1.md). The parent watches its workers
-  (`_WorkerPool`): a worker that dies (kill -9, the out-of-memory killer) has its video retried
+  writes the shards with `tf.io.TFRecordWriter` in shard order. Each worker runs OpenCV and the
+  decoder with one thread (the workers fill the cores); `workers=1` is one worker process
+  too, with their default threads (all cores), so that the per-video time limit
+  (`video_timeout`) can kill it; only `video_timeout=0` with one worker converts in the
+  calling process. `--flow tvl1_tensor`'s
+  solver is Keras code: the workers only queue its pairs, and the parent solves them in
+  batches shared by consecutive videos (`flow_batches`), so one process owns the solver and
+  the GPU where there is one (docs/flow_tvl1.md). The parent watches its workers
+  (`WorkerPool`): a worker that dies (kill -9, the out-of-memory killer) has its video retried
   once in a fresh worker, then listed as a failure ("worker died (signal 9) while converting
-  <path>"); the run goes on.
+  <path>"); the run goes on. A video still converting `video_timeout` seconds after its
+  worker started it gets the worker killed and is listed as a failure ("timed out after
+  N s"); a worker stuck in an uninterruptible read is left behind, never waited for.
 * A video that decodes fewer than `min_decoded_fraction` of the frames its container declares
   is a failure; a smaller shortfall (`is_short`) is stored, warned about on stderr and listed in
   the sidecar and the manifest (`short_videos`).
@@ -49,7 +53,7 @@ package; `progress` is used by workers and shards):
             TensorFlow).
   flow_batches  the parent's batched tvl1_tensor solver calls across videos.
   progress  the parent's progress line and warnings on stderr.
-  workers   the kill test hook, `_worker_main`, `_WorkerPool`, `video_results`.
+  workers   the kill test hook, `_worker_main`, `WorkerPool`, `ConvertTask`, `video_results`.
   shards    shard planning, sidecars, the resume rule, `convert`, shard and manifest writing,
             `jobs_from_pairs`, `plan_shards`.
   command   USAGE, the flags, `main` (scripts/make_tfrecords.py).
@@ -59,7 +63,7 @@ functions): a spawned worker imports this whole package to reach `workers._worke
 (--runner), so plain conversion never loads Apache Beam.
 """
 
-from tsn_keras.convert.command import USAGE, main
+from tsn_keras.convert.command import USAGE, define_video_timeout_flag, main
 from tsn_keras.convert.progress import Progress, warn
 from tsn_keras.convert.shards import (
     FAILURES_NAME,
@@ -92,9 +96,21 @@ from tsn_keras.convert.snippets import (
     is_short,
     shortfall_text,
 )
-from tsn_keras.convert.workers import KILL_WORKER_ENV, PREFETCH, WORKER_TRIES, video_results
+from tsn_keras.convert.workers import (
+    DEFAULT_VIDEO_TIMEOUT,
+    KILL_WORKER_ENV,
+    PREFETCH,
+    WORKER_TRIES,
+    ChildDecoder,
+    ConvertTask,
+    WindowFrames,
+    WorkerPool,
+    timed_out_text,
+    video_results,
+)
 
 __all__ = [
+    "DEFAULT_VIDEO_TIMEOUT",
     "FAILURES_NAME",
     "KILL_WORKER_ENV",
     "NOT_FOUND_NAME",
@@ -106,6 +122,8 @@ __all__ = [
     "WORKER_TRIES",
     "ConvertConfig",
     "ConvertReport",
+    "ChildDecoder",
+    "ConvertTask",
     "Engines",
     "PendingFlow",
     "Progress",
@@ -113,10 +131,13 @@ __all__ = [
     "SnippetPlan",
     "VideoJob",
     "VideoResult",
+    "WindowFrames",
+    "WorkerPool",
     "assign_shards",
     "auto_num_shards",
     "convert",
     "convert_video",
+    "define_video_timeout_flag",
     "digest",
     "finish_video",
     "is_short",
@@ -126,6 +147,7 @@ __all__ = [
     "plan_shards",
     "shard_done",
     "shortfall_text",
+    "timed_out_text",
     "video_results",
     "warn",
     "write_manifest",

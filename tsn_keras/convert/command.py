@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 from absl import flags
@@ -21,6 +20,7 @@ from tsn_keras.convert.shards import (
     jobs_from_pairs,
 )
 from tsn_keras.convert.snippets import ConvertConfig
+from tsn_keras.convert.workers import DEFAULT_VIDEO_TIMEOUT
 from tsn_keras.modalities import MODALITIES
 
 USAGE = """Videos -> sharded TFRecords of RGB / optical-flow snippets, one example per video and
@@ -43,7 +43,8 @@ machines can share the work with `--shard_index k --num_shards_total M` on one s
 Record format: tsn_keras/records.py.
 
 Exit status: 0 done, 1 some videos failed (failures.txt) or writing failed (a full disk),
-2 a bad flag, split file or --out, 130 interrupted (Ctrl-C).
+2 a bad flag, split file or --out, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM (the same
+clean stop: the unfinished shard's temporary files removed, a rerun resumes).
 """
 
 
@@ -147,6 +148,19 @@ def _define_run_flags(fv: flags.FlagValues) -> None:
         "Also redo the finished shards that hold failed videos (a rerun keeps them otherwise).",
         flag_values=fv,
     )
+    define_video_timeout_flag(fv)
+
+
+def define_video_timeout_flag(fv: flags.FlagValues) -> None:
+    """--video_timeout, shared by the converter, `predict` and `check_videos`."""
+    flags.DEFINE_float(
+        "video_timeout",
+        DEFAULT_VIDEO_TIMEOUT,
+        "Seconds one video may take; a worker still busy then is killed and the video listed "
+        "as 'timed out after N s' (a hung mount, a decoder stuck in a loop). 0 = no limit.",
+        lower_bound=0,
+        flag_values=fv,
+    )
 
 
 def _check_out(out: str) -> None:
@@ -234,13 +248,14 @@ def _run(
         return beam.convert(
             subsets, out, config, split.classes, num_shards=fv.num_shards, info=info,
             runner=fv.runner, pipeline_args=beam_args,
-            worker_video_root=fv.worker_video_root,
+            worker_video_root=fv.worker_video_root, video_timeout=fv.video_timeout,
         )  # fmt: skip
     _check_out(out)
     return convert(
         subsets, out, config, split.classes, num_shards=fv.num_shards,
         workers=fv.workers, slice_index=fv.shard_index, num_slices=fv.num_shards_total,
         info=info, progress=fv.progress, retry_failed=fv.retry_failed,
+        video_timeout=fv.video_timeout,
     )  # fmt: skip
 
 
@@ -253,30 +268,30 @@ def _absent_text(manifest: dict, out: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of scripts/make_tfrecords.py; returns the exit status (see USAGE)."""
-    argv = sys.argv if argv is None else argv
+    """Command line of scripts/make_tfrecords.py; returns the exit status (see USAGE).
+
+    Bad split files, --out or settings of an older run are usage errors (2); a failed write (a
+    full disk) is failed work (1); Ctrl-C (130) and SIGTERM (143) remove the shard's temporary
+    files and stop the workers.
+    """
+    return cli.run(
+        _main, argv, usage_errors=(ValueError,), stopped="; rerun the same command to resume"
+    )
+
+
+def _main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the writer imports TensorFlow
     fv = flags.FlagValues()
     _define_flags(fv)
-    try:
-        parsed = _parse(fv, argv)
-    except flags.Error as e:
-        return cli.usage_error(e)
+    parsed = _parse(fv, argv)
     if parsed is None:
         return 0
     beam_args, config = parsed
     out = fv.out or os.path.join("tfrecords", f"{fv.dataset}_split{fv.split}")
     try:
         report = _run(fv, config, beam_args, out)
-    except (ValueError, flags.Error) as e:  # split files, --out, settings of an older run
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # writing failed (a full disk); the run's temp files are removed
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # the shard's temp files are removed, the workers stopped
-        print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except flags.Error as e:  # found while running (split files): no --help hint
+        raise cli.UsageError(str(e)) from e
     manifest = report.manifest
     counts = ", ".join(f"{k} {v['num_examples']}" for k, v in manifest["sets"].items())
     print(

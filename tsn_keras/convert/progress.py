@@ -11,12 +11,17 @@ import time
 
 
 class Progress:
-    """One stderr line: done/total, videos/s, ETA, failures (no dependency)."""
+    """One stderr line: done/total, videos/s, ETA, failures (no dependency).
+
+    `label` names the count of `update(True)` calls ("failed"; the dataset check's "with
+    problems").
+    """
 
     showing = False  # a progress line without its newline is on stderr (`warn` ends it)
 
-    def __init__(self, total: int, enabled: bool, stream=sys.stderr):
-        self.total, self.enabled, self.stream = total, enabled, stream
+    def __init__(self, total: int, enabled: bool, stream=None, label: str = "failed"):
+        self.total, self.enabled, self.label = total, enabled, label
+        self.stream = stream or sys.stderr  # looked up now: tests replace sys.stderr
         self.start = time.monotonic()
         self.last = 0.0
         self.done = self.failed = 0
@@ -33,7 +38,7 @@ class Progress:
             h, m = divmod(m, 60)
             self.stream.write(
                 f"\r{self.done}/{self.total} videos  {rate:.2f} videos/s  "
-                f"ETA {h}:{m:02d}:{s:02d}  failed {self.failed}   "
+                f"ETA {h}:{m:02d}:{s:02d}  {self.label} {self.failed}   "
             )
             self.stream.flush()
             Progress.showing = True

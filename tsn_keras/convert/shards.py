@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tsn_keras import records, splits
 from tsn_keras.convert.progress import Progress, warn
 from tsn_keras.convert.snippets import ConvertConfig, VideoJob, VideoResult, digest, shortfall_text
-from tsn_keras.convert.workers import video_results
+from tsn_keras.convert.workers import DEFAULT_VIDEO_TIMEOUT, video_results
 
 SUBSETS = ("train", "test")
 FAILURES_NAME = "failures.txt"
@@ -152,6 +152,7 @@ def convert(
     info: Mapping | None = None,
     progress: bool = True,
     retry_failed: bool = False,
+    video_timeout: float = DEFAULT_VIDEO_TIMEOUT,
 ) -> ConvertReport:
     """Converts videos to sharded TFRecords in `out_dir`, resuming a previous run.
 
@@ -169,6 +170,8 @@ def convert(
       progress: print the progress line on stderr.
       retry_failed: also redo the finished shards whose sidecar lists failed videos (a worker
         killed by the out-of-memory killer, say); without it they are kept as they are.
+      video_timeout: seconds one video may take before its worker is killed and the video
+        listed as "timed out after N s" (`workers.WorkerPool`); 0 = no limit.
 
     Returns:
       ConvertReport with the manifest written to `<out_dir>/manifest.json`.
@@ -195,7 +198,7 @@ def convert(
     bar = Progress(len(tasks), progress)
     start = time.monotonic()
     if pending:
-        results = video_results(tasks, config, min(workers, len(tasks)))
+        results = video_results(tasks, config, min(workers, len(tasks)), video_timeout)
         try:
             write_shards(out_dir, pending, results, report, bar)
         finally:
