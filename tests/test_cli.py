@@ -168,3 +168,32 @@ def test_synthetic_with_an_unwritable_out_is_one_error_line(tmp_path):
     assert done.stderr.startswith(f"error: --out {out}: cannot write") and "Traceback" not in (
         done.stderr
     )
+
+
+TSN_SCRIPTS = {
+    "tsn-convert": "tsn_keras.convert.command",
+    "tsn-splits": "tsn_keras.splits.command",
+    "tsn-check-videos": "tsn_keras.check_videos",
+    "tsn-synthetic": "tsn_keras.synthetic",
+    "tsn-train": "tsn_keras.train",
+    "tsn-evaluate": "tsn_keras.evaluate",
+    "tsn-fuse": "tsn_keras.fuse",
+    "tsn-export": "tsn_keras.export",
+    "tsn-predict": "tsn_keras.predict",
+}
+
+
+def test_console_scripts_are_the_commands():
+    """setup.py's console_scripts, as installed: each `tsn-*` is a command's `main`."""
+    from importlib.metadata import entry_points
+
+    installed = {e.name: e for e in entry_points(group="console_scripts") if e.name in TSN_SCRIPTS}
+    assert {name: e.module for name, e in installed.items()} == TSN_SCRIPTS
+    for entry in installed.values():
+        assert entry.attr == "main" and entry.load() is importlib.import_module(entry.module).main
+    script = os.path.join(os.path.dirname(sys.executable), "tsn-fuse")
+    done = subprocess.run(
+        [script, "--no_such_flag"], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith("error: Unknown command line flag")
