@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from tsn_keras import augment, input_pipeline, records, synthetic
+from tsn_keras.manifest import Manifest
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "A records folder; default: synthetic records.")
@@ -108,7 +109,7 @@ def write_synthetic_records(
 def _jpeg_bytes_per_clip(records_dir: str, modality: str, k: int) -> float:
     """Mean bytes of the JPEGs a clip decodes: K snippets x (1 rgb | 2L flow) JPEGs."""
     total, count = 0, 0
-    files = records.shard_files(records_dir, "train", modality)
+    files = Manifest.read(records_dir).shard_files("train", modality)
     for serialized in tf.data.TFRecordDataset(files).take(16):
         parsed = records.parse_example(serialized, [modality])
         if modality == "rgb":
@@ -140,9 +141,9 @@ def _stage_ms(records_dir: str, modality: str, n: int = 640) -> dict:
     stage is the CPU added over the previous one: parse (parse_example), decode (the K sampled
     JPEGs cropped to the window), views (flip, resize, round to uint8).
     """
-    files = records.shard_files(records_dir, "train", modality)
+    files = Manifest.read(records_dir).shard_files("train", modality)
     k, size = FLAGS.num_segments, FLAGS.input_size
-    length = int(records.read_manifest(records_dir).get("snippet_length", 5))
+    length = Manifest.read(records_dir).snippet_length
     idx = tf.constant([2, 10, 20][:k] + [0] * max(k - 3, 0), tf.int32)
     seed = tf.constant([1, 2], tf.int64)
 
@@ -192,11 +193,9 @@ def bench(records_dir: str, modality: str) -> dict:
     cpu = time.process_time() - cpu_start  # all threads of this process
     del it  # stop the pipeline's threads before the next measurement
     clips_per_s = FLAGS.batches * FLAGS.batch_size / elapsed
-    files = records.shard_files(records_dir, "train", modality)
-    manifest = records.read_manifest(records_dir)
-    bytes_per_clip = (
-        sum(os.path.getsize(f) for f in files) / manifest["sets"]["train"]["num_examples"]
-    )
+    files = Manifest.read(records_dir).shard_files("train", modality)
+    manifest = Manifest.read(records_dir)
+    bytes_per_clip = sum(os.path.getsize(f) for f in files) / manifest.subset("train").num_examples
     return {
         "modality": modality,
         "clips_per_s": clips_per_s,
@@ -219,7 +218,7 @@ def _train_step_seconds(records_dir: str, modality: str) -> dict:
 
     from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
-    length = int(records.read_manifest(records_dir).get("snippet_length", 5))
+    length = Manifest.read(records_dir).snippet_length
     config = TSNConfig(
         num_classes=8,
         modality=modality,

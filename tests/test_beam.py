@@ -9,12 +9,13 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tsn_keras import convert, records, splits, synthetic
+from tsn_keras import convert, splits, synthetic
 from tsn_keras.convert import shards as shard_lib
 from tsn_keras.convert import snippets as snippet_lib
 
 pytest.importorskip("apache_beam", reason="the beam extra: pip install '.[beam]'")
 from tsn_keras import beam  # noqa: E402  (after the skip)
+from tsn_keras.manifest import Manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = convert.ConvertConfig(
@@ -92,7 +93,7 @@ def test_direct_runner_writes_the_local_converters_files(data, tmp_path, pipelin
     assert got["failures.txt"].decode().startswith(data["broken"] + "\tnot a video")
     assert (report.videos, report.failed, report.frames) == (7, 1, data["frames"])
     assert report.skipped_shards == [] and report.manifest["complete"]
-    assert report.manifest == records.read_manifest(str(tmp_path / "out"))
+    assert report.manifest == Manifest.read(str(tmp_path / "out")).to_dict()
 
 
 def test_a_retried_bundle_writes_the_same_files(data, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ import tensorflow as tf
 from helpers import cut_file, write_index_first_mp4
 
 from tsn_keras import convert, flow, records, sampling, splits, video
+from tsn_keras.manifest import Manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = convert.ConvertConfig(
@@ -152,7 +153,7 @@ def _jobs(root, paths):
 
 def read_examples(out_dir, subset, modality="rgb"):
     """(video_id, label) of every example of a subset's files of one modality, in shard order."""
-    files = records.shard_files(str(out_dir), subset, modality)
+    files = Manifest.read(str(out_dir)).shard_files(subset, modality)
     ds = tf.data.TFRecordDataset(files).map(lambda s: records.parse_example(s, [modality]))
     return [(e["video_id"].numpy().decode(), int(e["label"])) for e in ds]
 
@@ -185,7 +186,7 @@ def test_broken_videos_are_skipped_and_listed(tmp_path):
     assert sorted(v for v, _ in got) == sorted(good)
     for m in SMALL.modalities[1:]:  # every modality's files hold the same videos, same order
         assert read_examples(out, "train", m) + read_examples(out, "test", m) == got
-    manifest = records.read_manifest(str(out))
+    manifest = Manifest.read(str(out)).to_dict()
     assert manifest["classes"] == ["A", "B"] and manifest["snippets"] == 4
     assert manifest["sets"]["train"]["num_examples"] + manifest["sets"]["test"][
         "num_examples"
@@ -281,7 +282,7 @@ def test_resume_redoes_a_shard_missing_one_modality_file(tmp_path):
     before = _shard_bytes(out)
     os.remove(out / "train-rgb-00002-of-00003.tfrecord")  # its flow file and sidecar remain
     with pytest.raises(ValueError, match="incomplete"):
-        records.shard_files(str(out), "train", "rgb")
+        Manifest.read(str(out)).shard_files("train", "rgb")
     again = convert.convert(jobs, str(out), config, ["A", "B"], 3, 1, progress=False)
     assert again.skipped_shards == [
         "train-00000-of-00003.tfrecord",
@@ -472,7 +473,7 @@ def test_truncated_videos_are_stored_short_or_failed(tmp_path, capsys):
 
 
 def _frame_counts(out_dir):
-    files = records.shard_files(str(out_dir), "train", "rgb")
+    files = Manifest.read(str(out_dir)).shard_files("train", "rgb")
     ds = tf.data.TFRecordDataset(files).map(lambda s: records.parse_example(s, ["rgb"]))
     return [(e["video_id"].numpy().decode(), int(e["num_frames"])) for e in ds]
 

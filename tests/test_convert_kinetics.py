@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from tsn_keras import convert, records, splits, video
+from tsn_keras import convert, splits, video
+from tsn_keras.manifest import Manifest
 
 TRAIN = (  # DeepMind's header and CRLF; a quoted label with a comma; ids that begin with '-'
     "label,youtube_id,time_start,time_end,split\r\n"
@@ -79,7 +80,7 @@ def test_clips_not_downloaded_are_counted_listed_and_in_the_manifest(download, t
         f"listed but not on disk: 2; list in {out}/not_found.txt"
     )
     assert (out / "not_found.txt").read_text() == "".join(f"{a}\n" for a in absent)
-    manifest = records.read_manifest(str(out))
+    manifest = Manifest.read(str(out)).to_dict()
     assert manifest["not_found"] == absent and manifest["failures"] == []
     assert manifest["classes"] == [
         "abseiling",
@@ -103,8 +104,8 @@ def test_one_subset_and_a_manifest_without_the_not_found_field(download, tmp_pat
     ]
     del manifest["not_found"]  # as written before the field existed
     (out / "manifest.json").write_text(json.dumps(manifest))
-    assert records.read_manifest(str(out))["sets"]["test"]["num_examples"] == 1
-    assert convert.command._absent_text(records.read_manifest(str(out)), str(out)) == ""
+    assert Manifest.read(str(out)).to_dict()["sets"]["test"]["num_examples"] == 1
+    assert convert.command._absent_text(Manifest.read(str(out)).to_dict(), str(out)) == ""
 
 
 def test_complete_download_says_nothing_of_absent_clips(download, tmp_path, capsys):

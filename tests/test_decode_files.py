@@ -15,6 +15,7 @@ import tensorflow as tf
 from media_files import FFMPEG, KINDS, ffprobe_frames, make, needs_ffmpeg
 
 from tsn_keras import convert, records, video
+from tsn_keras.manifest import Manifest
 
 pytestmark = needs_ffmpeg
 
@@ -92,7 +93,7 @@ def test_converter_workers_store_ffmpegs_frames(files, tmp_path):
     report = convert.convert({"train": jobs}, str(out), config, kinds, 1, 2, progress=False)
     assert report.manifest["failures"] == [] and report.videos == len(kinds)
     assert os.path.commonpath([root, files["gif"]]) == root
-    ds = tf.data.TFRecordDataset(records.shard_files(str(out), "train", "rgb"))
+    ds = tf.data.TFRecordDataset(Manifest.read(str(out)).shard_files("train", "rgb"))
     stored = {}
     for e in ds.map(lambda s: records.parse_example(s, ["rgb"])):
         kind = e["video_id"].numpy().decode().split("/")[0]

@@ -28,6 +28,7 @@ from tsn_keras import (
 )
 from tsn_keras import train as train_lib
 from tsn_keras.config import TrainConfig
+from tsn_keras.manifest import Manifest
 from tsn_keras.models import preprocess_input
 
 SIZE = 48  # network input side
@@ -73,7 +74,7 @@ def trained(tmp_path_factory):
 def test_scores_are_the_model_on_the_ten_crops(trained):
     """evaluate's per-video score = mean over the 10 crops of the Keras model on K=6 snippets."""
     scorer = scoring.load_scorer(trained["model_dir"])
-    files = records.shard_files(trained["records"], "test", "rgb")
+    files = Manifest.read(trained["records"]).shard_files("test", "rgb")
     serialized = next(iter(tf.data.TFRecordDataset(files)))
     video_id, label, logits = next(
         scoring.score_examples(scorer, tf.data.Dataset.from_tensors(serialized), 6, 10)
@@ -135,7 +136,7 @@ def test_predict_equals_evaluate_on_the_same_video(trained):
     [result] = predict.predict_videos([path], [scorer], num_segments=6, crops=10)
     # The record of the same video, scored by evaluate's code.
     vid = splits.video_id(path, trained["split"].video_root)
-    files = records.shard_files(trained["records"], "test", "rgb")
+    files = Manifest.read(trained["records"]).shard_files("test", "rgb")
     for serialized in tf.data.TFRecordDataset(files):
         parsed = records.parse_example(serialized, ["rgb"])
         if parsed["video_id"].numpy().decode() == vid:

@@ -12,6 +12,7 @@ import tensorflow as tf
 from helpers import CLASSES, write_records
 
 from tsn_keras import export, input_pipeline, records, sampling
+from tsn_keras.manifest import Manifest
 from tsn_keras.models import TSNConfig, build_tsn, preprocess_input
 
 
@@ -56,7 +57,9 @@ def test_serving_default_matches_the_keras_model_on_raw_uint8(exported):
 def test_serve_examples_uses_records_and_the_same_preprocessing(exported):
     model, config, records_dir, path = exported
     loaded = tf.saved_model.load(path)
-    serialized = list(tf.data.TFRecordDataset(records.shard_files(records_dir, "test", "flow")))
+    serialized = list(
+        tf.data.TFRecordDataset(Manifest.read(records_dir).shard_files("test", "flow"))
+    )
     out = loaded.signatures["serve_examples"](serialized=tf.stack(serialized))
     assert out["logits"].shape == (3, len(CLASSES))
     for i, example in enumerate(serialized):

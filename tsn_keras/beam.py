@@ -54,11 +54,11 @@ from apache_beam.metrics import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from tsn_keras import records
 from tsn_keras.convert import progress as progress_lib
 from tsn_keras.convert import shards as shard_lib
 from tsn_keras.convert import snippets as snippet_lib
 from tsn_keras.convert import workers as workers_lib
+from tsn_keras.manifest import MANIFEST_NAME, Manifest
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 COUNTERS = ("videos", "failed", "frames", "flow_pairs", "shards")
@@ -146,7 +146,7 @@ def _write_manifest(out_dir: str, shards, config, classes, info) -> dict:
         manifest = shard_lib.write_manifest(view, shards, config, classes, info)
         if view != out_dir:
             gfile = _gfile()
-            for name in (records.MANIFEST_NAME, shard_lib.FAILURES_NAME, shard_lib.NOT_FOUND_NAME):
+            for name in (MANIFEST_NAME, shard_lib.FAILURES_NAME, shard_lib.NOT_FOUND_NAME):
                 remote = _join(out_dir, name)
                 gfile.rename(_upload(os.path.join(view, name), remote), remote, overwrite=True)
     return manifest
@@ -457,8 +457,7 @@ def convert(
         counts = _counters(result)
         report.videos, report.failed = counts["videos"], counts["failed"]
         report.frames, report.flow_pairs = counts["frames"], counts["flow_pairs"]
-        with _gfile().GFile(_join(out_dir, records.MANIFEST_NAME), "r") as f:
-            report.manifest = json.load(f)
+        report.manifest = Manifest.read(out_dir).to_dict()
     else:  # nothing to convert: no pipeline, only the manifest (as the local converter does)
         report.manifest = _write_manifest(out_dir, shards, config, classes, info)
     report.seconds = time.monotonic() - start

@@ -112,6 +112,7 @@ class Manifest:
       complete: every subset's every shard is done.
       failures, short_videos: one dict per video (path, reason or counts, subset).
       warped_flow_fallbacks: snippets whose warped flow fell back to plain flow.
+      not_found: listed videos that were not on disk (Kinetics, SSv2 downloads miss some).
       dataset, split: where the videos came from.
       extra: every other key of the file (flags, run information), written back as read.
       folder: where it was read from (not stored; "" for a manifest being built).
@@ -133,6 +134,7 @@ class Manifest:
     failures: Sequence[Mapping] = ()
     short_videos: Sequence[Mapping] = ()
     warped_flow_fallbacks: int = 0
+    not_found: Sequence[str] = ()
     dataset: str = ""
     split: int = 0
     extra: Mapping = field(default_factory=dict)
@@ -173,6 +175,7 @@ class Manifest:
         kwargs["sets"] = {name: Subset.from_dict(s) for name, s in d.get("sets", {}).items()}
         for key in ("failures", "short_videos"):
             kwargs[key] = tuple(dict(v) for v in d.get(key, ()))
+        kwargs["not_found"] = tuple(d.get("not_found", ()))
         extra = {k: v for k, v in d.items() if k not in names and k != "version"}
         return cls(**kwargs, extra=extra, folder=folder, version=VERSION)
 

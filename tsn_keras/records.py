@@ -44,8 +44,6 @@ TensorFlow on first use.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +53,6 @@ import numpy as np
 
 from tsn_keras.modalities import MODALITIES
 
-MANIFEST_NAME = "manifest.json"
 _UNROLL_DECODES = 64  # decode_snippets: up to this many JPEGs as separate ops, not a loop
 
 # Context keys.
@@ -464,89 +461,12 @@ def shard_filename(subset: str, index: int, num_shards: int, modality: str | Non
     return f"{subset}-{modality}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
-def read_manifest(records_dir: str) -> dict:
-    """The manifest.json that `scripts/make_tfrecords.py` writes beside the shards."""
-    path = os.path.join(records_dir, MANIFEST_NAME)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} not found: convert videos first, e.g. "
-            f"`python scripts/make_tfrecords.py --out {records_dir} ...`, or fix --records"
-        )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def shard_files(records_dir: str, subset: str, modality: str | None = None) -> list[str]:
-    """Paths of a subset's shard files ("train" or "test"), in shard order, from the manifest.
-
-    Each modality has its own files (manifest shard entries `{"files": {modality: name},
-    "num_examples": n}`), so a reader of one modality reads only its bytes. Folders in the
-    older layout (`{"file": name, ...}`: one file per shard holding every modality) give those
-    files for any modality.
-
-    Args:
-      records_dir: the converter's output folder.
-      subset: "train" or "test".
-      modality: whose files; None is allowed when the folder stores one modality only or is in
-        the older combined layout.
-
-    Raises:
-      ValueError: if the manifest has no such subset, the folder does not store `modality`
-        (or stores several and `modality` is None), or the conversion is incomplete.
-    """
-    manifest = read_manifest(records_dir)
-    sets = manifest.get("sets", {})
-    if subset not in sets:
-        raise ValueError(
-            f"{os.path.join(records_dir, MANIFEST_NAME)} has no subset '{subset}'; "
-            f"it has {sorted(sets)}. Convert it with --subsets {subset}"
-        )
-    if modality is not None:
-        check_modalities([modality])
-    shards = sets[subset]["shards"]
-    stored = list(
-        dict.fromkeys(m for s in shards for m in s.get("files", {}))
-        or manifest.get("modalities", [])
-    )
-    names = []
-    for s in shards:
-        if "file" in s:  # older layout: one file holds every modality
-            names.append(s["file"])
-        elif modality is None and len(s["files"]) == 1:
-            names.append(next(iter(s["files"].values())))
-        elif modality is None:
-            raise ValueError(
-                f"{records_dir} stores {stored} in separate files: pass the modality to read "
-                "(shard_files(..., modality=...))"
-            )
-        elif modality not in s["files"]:
-            raise ValueError(
-                f"{records_dir} stores {stored}, not '{modality}'; convert with --modalities "
-                "including it"
-            )
-        else:
-            names.append(s["files"][modality])
-    files = [os.path.join(records_dir, name) for name in names]
-    absent = [f for f in files if not os.path.isfile(f)]
-    if absent or not sets[subset].get("complete", True):
-        raise ValueError(
-            f"{records_dir}: subset '{subset}' is incomplete ({len(absent)} shard files absent, "
-            f"e.g. {absent[:1]}); rerun scripts/make_tfrecords.py with the same flags to finish it"
-        )
-    return files
-
-
 # ---------------------------------------------------------------------------------------------
 # Damaged shards: finding them and saying what to do.
 
 
 class DamagedRecordsError(RuntimeError):
     """A shard file holds a truncated or corrupted record (the message names file and offset)."""
-
-
-def shard_counts(manifest: dict, subset: str) -> list[int]:
-    """Examples per shard of a subset, in shard order, from a manifest."""
-    return [int(s["num_examples"]) for s in manifest["sets"][subset]["shards"]]
 
 
 def scan_tfrecord(path: str) -> tuple[int, int | None]:
@@ -623,7 +543,7 @@ def report_damage(files: Sequence[str], counts: Sequence[int]) -> int:
 
     Args:
       files: the shard files of a subset, in shard order.
-      counts: the examples each holds when whole (`shard_counts`).
+      counts: the examples each holds when whole (`manifest.Subset.counts`).
     """
     from absl import logging
 

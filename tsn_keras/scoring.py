@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras import convert, flow, fuse, input_pipeline, metrics, records
+from tsn_keras import convert, fuse, input_pipeline, metrics, records
 from tsn_keras.manifest import Manifest
 from tsn_keras.models import preprocess_input
 
@@ -123,14 +123,6 @@ def conversion_config(scorer: Scorer, num_snippets: int, **overrides) -> dict:
     return base
 
 
-def _make_config(settings: dict) -> convert.ConvertConfig:
-    settings = dict(settings)
-    if isinstance(settings.get("warp"), dict):
-        settings["warp"] = flow.WarpSettings(**settings["warp"])
-    settings["modalities"] = tuple(settings["modalities"])
-    return convert.ConvertConfig(**settings)
-
-
 def group_models(
     scorers: Sequence[Scorer], num_snippets: int, **overrides
 ) -> list[tuple[convert.ConvertConfig, list[int]]]:
@@ -146,7 +138,7 @@ def group_models(
             groups[key][1].append(i)
         else:
             groups[key] = (settings, [i])
-    return [(_make_config(s), idx) for s, idx in groups.values()]
+    return [(convert.ConvertConfig.from_dict(s), idx) for s, idx in groups.values()]
 
 
 def load_tflite_scorer(path: str, num_threads: int | None = None) -> Scorer:

@@ -44,7 +44,7 @@
   write that fails (a full disk, Ctrl-C) removes the shard's `.incomplete` files (and any
   `.tmp` of a JSON / text file) before the error goes on.
 * A video that cannot be decoded is skipped; its path and reason go to `<out>/failures.txt` and
-  the manifest. The manifest (`records.MANIFEST_NAME`) is rebuilt from all sidecars at the end.
+  the manifest. The manifest (`manifest.Manifest`) is rebuilt from all sidecars at the end.
 
 Layout (imports go one way: snippets <- flow_batches <- workers <- shards <- command <- this
 package; `progress` is used by workers and shards):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tsn_keras import manifest as manifest_lib
 from tsn_keras import records, splits
 from tsn_keras.convert.progress import Progress, warn
 from tsn_keras.convert.snippets import ConvertConfig, VideoJob, VideoResult, digest, shortfall_text
@@ -307,61 +308,61 @@ def write_manifest(
 ) -> dict:
     """Rebuilds manifest.json and failures.txt from the sidecars of every finished shard.
 
-    `info["not_found"]` (the split's `not_found`: listed videos that are not on disk) goes to
-    the manifest's `not_found` ([] when absent; manifests written before it lack the field)
-    and to not_found.txt, one a line.
+    The manifest is a `manifest.Manifest` (the schema's one owner); the dict returned is what
+    was written. `info["not_found"]` (the split's `not_found`: listed videos that are not on
+    disk) goes to the manifest's `not_found` and to not_found.txt, one a line; the other `info`
+    keys (dataset, split, flags, ...) are stored as given.
     """
-    sets: dict[str, dict] = {}
+    subsets: dict[str, list] = {}  # subset -> [shards, num_shards, complete]
     failures, short, fallbacks = [], [], 0
     for shard in shards:
-        entry = sets.setdefault(
-            shard.subset,
-            {"num_examples": 0, "num_shards": shard.count, "complete": True, "shards": []},
-        )
+        entry = subsets.setdefault(shard.subset, [[], shard.count, True])
         side = _read_sidecar(out_dir, shard.name)
         done = side is not None and side.get("digest") == shard.digest and shard.finished(out_dir)
         if not done:
-            entry["complete"] = False
+            entry[2] = False
             continue
-        entry["shards"].append({"files": shard.files, "num_examples": side["num_examples"]})
-        entry["num_examples"] += side["num_examples"]
+        entry[0].append(manifest_lib.Shard(dict(shard.files), side["num_examples"]))
         failures += [dict(f, subset=shard.subset) for f in side["failures"]]
         short += [dict(v, subset=shard.subset) for v in side.get("short_videos", [])]
         fallbacks += side["warped_flow_fallbacks"]
-    manifest = {
-        "dataset": info.get("dataset", ""),
-        "split": info.get("split", 0),
-        "classes": list(classes),
-        "modalities": list(config.modalities),
-        "snippets": config.num_snippets,
-        "snippet_length": config.snippet_length,
-        "flow": (
-            {"algorithm": config.flow_algorithm, "bound": config.flow_bound}
-            if config.has_flow
-            else {"algorithm": "", "bound": config.flow_bound}
-        ),
-        "height": config.height if config.short_side is None else None,
-        "width": config.width if config.short_side is None else None,
-        "short_side": config.short_side,
-        "jpeg_quality": config.jpeg_quality,
-        "config": dataclasses.asdict(config),
-        "complete": all(s["complete"] for s in sets.values()),
-        "sets": sets,
-        "failures": failures,
-        "short_videos": short,
-        "warped_flow_fallbacks": fallbacks,
-        "not_found": list(info.get("not_found", [])),
+    flow = {
+        "algorithm": config.flow_algorithm if config.has_flow else "",
+        "bound": config.flow_bound,
     }
     if config.has_flow and config.flow_algorithm == "tvl1_tensor":
-        manifest["flow"]["preset"] = config.flow_preset
-    manifest.update({k: v for k, v in info.items() if k not in ("dataset", "split", "not_found")})
-    manifest.setdefault("flags", {})
-    _write_json(os.path.join(out_dir, records.MANIFEST_NAME), manifest)
+        flow["preset"] = config.flow_preset
+    manifest = manifest_lib.Manifest(
+        classes=tuple(classes),
+        modalities=tuple(config.modalities),
+        sets={k: manifest_lib.Subset(tuple(v[0]), v[1], v[2]) for k, v in subsets.items()},
+        snippets=config.num_snippets,
+        snippet_length=config.snippet_length,
+        flow=flow,
+        height=config.height if config.short_side is None else None,
+        width=config.width if config.short_side is None else None,
+        short_side=config.short_side,
+        jpeg_quality=config.jpeg_quality,
+        config=dataclasses.asdict(config),
+        complete=all(v[2] for v in subsets.values()),
+        failures=tuple(failures),
+        short_videos=tuple(short),
+        warped_flow_fallbacks=fallbacks,
+        not_found=tuple(info.get("not_found", ())),
+        dataset=info.get("dataset", ""),
+        split=info.get("split", 0),
+        extra={"flags": {}, **{k: v for k, v in info.items() if k not in _MANIFEST_INFO}},
+    )
+    manifest.write(out_dir)
     failed = "".join(f"{x['path']}\t{x['reason']}\n" for x in failures)
     _write_text(os.path.join(out_dir, FAILURES_NAME), failed)
-    absent = "".join(f"{line}\n" for line in manifest["not_found"])
-    _write_text(os.path.join(out_dir, NOT_FOUND_NAME), absent)
-    return manifest
+    _write_text(
+        os.path.join(out_dir, NOT_FOUND_NAME), "".join(f"{p}\n" for p in manifest.not_found)
+    )
+    return manifest.to_dict()
+
+
+_MANIFEST_INFO = ("dataset", "split", "not_found")  # info keys that are Manifest fields
 
 
 def jobs_from_pairs(

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from tsn_keras import flow as flow_lib
+from tsn_keras import modalities as modalities_lib
 from tsn_keras import records, sampling
 from tsn_keras import video as video_lib
 
@@ -101,7 +102,17 @@ class ConvertConfig:
 
     @property
     def has_flow(self) -> bool:
-        return "flow" in self.modalities or "warped_flow" in self.modalities
+        return any(modalities_lib.is_flow(m) for m in self.modalities)
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> ConvertConfig:
+        """The config a `dataclasses.asdict` of one gave (a manifest's or an export's
+        "conversion" record, read back from JSON: lists for tuples, a dict for `warp`)."""
+        settings = dict(settings)
+        if isinstance(settings.get("warp"), dict):
+            settings["warp"] = flow_lib.WarpSettings(**settings["warp"])
+        settings["modalities"] = tuple(settings["modalities"])
+        return cls(**settings)
 
     def digest(self) -> str:
         """Short hash of every setting (shards made with other settings are not reused)."""
