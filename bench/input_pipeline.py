@@ -22,7 +22,7 @@ see which one bounds the throughput; and, with --train_step, the training step o
 fed by the pipeline against the same step fed from memory (is the pipeline ever the step's
 bottleneck?).
 
-Issue #5's targets on a 2-core machine: >= 500 rgb and >= 100 flow clips/s.
+Targets on a 2-core machine: >= 500 rgb and >= 100 flow clips/s.
 """
 
 import os
