@@ -28,9 +28,9 @@ def test_beam_writes_the_not_found_list_as_the_local_converter(tmp_path, monkeyp
     graphs = []
     build = beam.build_pipeline
 
-    def spy(pipeline, plan_path, pending, out_dir, config, classes, info, threads=1):
+    def spy(pipeline, plan_path, pending, out_dir, config, classes, info, *rest):
         graphs.append(dict(info))
-        return build(pipeline, plan_path, pending, out_dir, config, classes, info, threads)
+        return build(pipeline, plan_path, pending, out_dir, config, classes, info, *rest)
 
     monkeypatch.setattr(beam, "build_pipeline", spy)
     out = tmp_path / "beam"
