@@ -132,17 +132,6 @@ def test_median_network_selects_the_median_of_every_sorted_window(size):
     assert sum(a + b for *_, a, b in final) == (4 if size == 3 else 42)  # min/max ops kept
 
 
-def test_bicubic_warp_matches_opencv_remap():
-    image = _texture(30, 41, seed=5).astype(np.float32)
-    rng = np.random.default_rng(6)
-    u1 = rng.uniform(-6, 6, image.shape).astype(np.float32)  # reaches outside the image
-    u2 = rng.uniform(-6, 6, image.shape).astype(np.float32)
-    (got,) = tvl1.warp_bicubic([image[None]], u1[None], u2[None])
-    ys, xs = np.mgrid[0:30, 0:41].astype(np.float32)
-    want = cv2.remap(image, xs + u1, ys + u2, cv2.INTER_CUBIC)  # BORDER_CONSTANT 0
-    np.testing.assert_allclose(np.asarray(got)[0], want, atol=1e-3)
-
-
 def test_gradients_and_divergence_are_opencvs():
     x = np.arange(12, dtype=np.float32).reshape(1, 3, 4) ** 2
     dx, dy = tvl1.centered_gradient(x)

@@ -1,0 +1,112 @@
+"""tvl1_flow against OpenCV's DualTVL1 configured exactly as the solver: the same pyramid,
+warps, inner / outer iterations, epsilon and median, on textured frames with motion of up to
+7 px. Equal settings must give equal flow (EPE < 1e-3 px), with the stopping test off and on.
+
+OpenCV 4.x's remap rounds sampling positions to 1/32 px (OpenCV 5 samples at the exact
+positions, as `tvl1.warp_bicubic` does), which moves its TV-L1 flow by more than that: these
+comparisons need OpenCV >= 5, the version setup.py asks for.
+"""
+
+import cv2
+import numpy as np
+import pytest
+
+from tsn_keras import tvl1
+
+OPENCV_5 = int(cv2.__version__.split(".")[0]) >= 5
+needs_opencv_5 = pytest.mark.skipif(
+    not OPENCV_5, reason=f"OpenCV {cv2.__version__}'s remap rounds positions to 1/32 px"
+)
+
+
+def texture(height: int, width: int, seed: int) -> np.ndarray:
+    """Band-limited noise of several scales, 0-255 float [H, W] (like a real frame's detail)."""
+    rng = np.random.default_rng(seed)
+    image = sum(
+        cv2.resize(rng.uniform(0, 255, (height // k, width // k)).astype(np.float32),
+                   (width, height)) / k
+        for k in (1, 2, 4)
+    )  # fmt: skip
+    image = cv2.GaussianBlur(image, (0, 0), 1.0)
+    return (image - image.min()) / (image.max() - image.min()) * 255
+
+
+def moved_pairs(height: int = 56, width: int = 72) -> tuple[np.ndarray, np.ndarray]:
+    """Three uint8 pairs [3, H, W]: a shift of (5.5, -3.25) px, a 4 degree rotation (up to 3 px)
+    and a 1.06 zoom (up to 2.7 px)."""
+    maps = [
+        np.float32([[1, 0, 5.5], [0, 1, -3.25]]),
+        cv2.getRotationMatrix2D((width / 2, height / 2), 4.0, 1.0),
+        cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, 1.06),
+    ]
+    firsts, seconds = [], []
+    for seed, m in enumerate(maps):
+        image = texture(height, width, seed)
+        moved = cv2.warpAffine(image, np.float32(m), (width, height), borderMode=cv2.BORDER_REFLECT)
+        firsts.append(np.round(image))
+        seconds.append(np.round(moved))
+    return np.asarray(firsts, np.uint8), np.asarray(seconds, np.uint8)
+
+
+def opencv_as(settings: tvl1.TVL1Settings):
+    """OpenCV's DualTVL1 set to `settings`, field by field."""
+    tv = cv2.optflow.DualTVL1OpticalFlow_create()
+    tv.setTau(settings.tau)
+    tv.setLambda(settings.lambda_)
+    tv.setTheta(settings.theta)
+    tv.setScalesNumber(settings.num_scales)
+    tv.setScaleStep(settings.scale_step)
+    tv.setWarpingsNumber(settings.warps)
+    tv.setOuterIterations(settings.outer_iterations)
+    tv.setInnerIterations(settings.inner_iterations)
+    tv.setEpsilon(settings.epsilon)
+    tv.setMedianFiltering(settings.median)
+    return tv
+
+
+def epe(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(((a - b) ** 2).sum(-1)).mean())
+
+
+# `parity` shrunk to what a test can afford: 3 levels, 2 warps of 2 x 12 steps
+SHRUNK = tvl1.settings_for("parity", num_scales=3, warps=2, outer_iterations=2, inner_iterations=12)
+
+
+@needs_opencv_5
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(tvl1.dataclasses.replace(SHRUNK, epsilon=0.0), id="epsilon off"),
+        # 0.05: most warps stop before the budget, at different steps for each pair
+        pytest.param(tvl1.dataclasses.replace(SHRUNK, epsilon=0.05), id="epsilon on"),
+    ],
+)
+def test_equal_settings_give_opencvs_flow(settings):
+    first, second = moved_pairs()
+    ours, steps = tvl1.compiled_solver(settings)(*tvl1.check_pairs(first, second))
+    ours, steps = np.asarray(ours), np.asarray(steps)
+    tv = opencv_as(settings)
+    for i in range(len(first)):
+        ref = tv.calc(first[i], second[i], None)
+        assert np.abs(ref).max() > 2.5, i  # the motion is there
+        assert epe(ours[i], ref) < 1e-3, (i, epe(ours[i], ref))
+    budget = settings.warps * settings.outer_iterations * settings.inner_iterations
+    if settings.epsilon:  # the stopping test ended warps early, and not all alike
+        assert (steps < budget).any() and len(np.unique(steps)) > 1, steps
+    else:
+        assert (steps == budget).all(), steps
+
+
+def test_bicubic_warp_matches_opencv_remap_at_its_precision():
+    """OpenCV 5 samples at the exact positions; 4.x at positions rounded to 1/32 px, so there
+    the displacements are drawn on that grid (both then sample the same points)."""
+    image = texture(30, 41, seed=5).astype(np.float32)
+    rng = np.random.default_rng(6)
+    u1 = rng.uniform(-6, 6, image.shape).astype(np.float32)  # reaches outside the image
+    u2 = rng.uniform(-6, 6, image.shape).astype(np.float32)
+    if not OPENCV_5:
+        u1, u2 = np.round(u1 * 32) / 32, np.round(u2 * 32) / 32
+    (got,) = tvl1.warp_bicubic([image[None]], u1[None], u2[None])
+    ys, xs = np.mgrid[0:30, 0:41].astype(np.float32)
+    want = cv2.remap(image, xs + u1, ys + u2, cv2.INTER_CUBIC)  # BORDER_CONSTANT 0
+    np.testing.assert_allclose(np.asarray(got)[0], want, atol=1e-3)
