@@ -3,8 +3,8 @@ warps, inner / outer iterations, epsilon and median, on textured frames with mot
 7 px. Equal settings must give equal flow (EPE < 1e-3 px), with the stopping test off and on.
 
 OpenCV 4.x's remap rounds sampling positions to 1/32 px (OpenCV 5 samples at the exact
-positions, as `tvl1.warp_bicubic` does), which moves its TV-L1 flow by more than that: these
-comparisons need OpenCV >= 5, the version setup.py asks for.
+positions, as `tvl1.warp_bicubic` does), which moves its TV-L1 flow by more than that: the flow
+comparisons run on OpenCV >= 5 and are skipped on the 4.x that setup.py also allows.
 """
 
 import cv2
