@@ -213,6 +213,18 @@ def test_a_pairs_flow_does_not_depend_on_its_neighbours_in_a_call(pairs, small_f
         np.testing.assert_array_equal(got, small_flows[order])
 
 
+def test_early_exit_saves_steps_not_bits(pairs, small_flows):
+    """Fixed trip counts (every warp runs its whole budget, frozen pairs idle) give the bits
+    the early-exiting loops give."""
+    first, second, _ = pairs
+    a, b = tvl1.check_pairs(first, second)
+    fixed = tvl1.compiled_solver(SMALL, early_exit=False)(a, b)
+    early = tvl1.compiled_solver(SMALL)(a, b)
+    for x, y in zip(fixed, early, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(np.asarray(early[0]), small_flows[:4])
+
+
 def _assert_same_flow(a, b):
     """Another compiler rounds the sums differently; a pair may then stop one step sooner or
     later (epsilon), moving a few pixels by some 1e-3 px."""

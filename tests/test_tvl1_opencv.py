@@ -83,18 +83,22 @@ SHRUNK = tvl1.settings_for("parity", num_scales=3, warps=2, outer_iterations=2, 
 )
 def test_equal_settings_give_opencvs_flow(settings):
     first, second = moved_pairs()
-    ours, steps = tvl1.compiled_solver(settings)(*tvl1.check_pairs(first, second))
-    ours, steps = np.asarray(ours), np.asarray(steps)
+    ours, steps, capped = tvl1.compiled_solver(settings)(*tvl1.check_pairs(first, second))
+    ours, steps, capped = np.asarray(ours), np.asarray(steps), np.asarray(capped)
     tv = opencv_as(settings)
     for i in range(len(first)):
         ref = tv.calc(first[i], second[i], None)
         assert np.abs(ref).max() > 2.5, i  # the motion is there
         assert epe(ours[i], ref) < 1e-3, (i, epe(ours[i], ref))
-    budget = settings.warps * settings.outer_iterations * settings.inner_iterations
+    per_warp = settings.outer_iterations * settings.inner_iterations
+    budget = settings.warps * per_warp
     if settings.epsilon:  # the stopping test ended warps early, and not all alike
         assert (steps < budget).any() and len(np.unique(steps)) > 1, steps
-    else:
-        assert (steps == budget).all(), steps
+        # a warp cut by the budget took all its steps; the others stopped sooner
+        assert (capped <= settings.warps).all() and (steps >= capped * per_warp).all()
+        assert ((steps < budget) == (capped < settings.warps)).all(), (steps, capped)
+    else:  # no stopping test: every warp runs to the budget
+        assert (steps == budget).all() and (capped == settings.warps).all(), (steps, capped)
 
 
 def test_bicubic_warp_matches_opencv_remap_at_its_precision():

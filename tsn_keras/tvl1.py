@@ -245,8 +245,12 @@ def warp_bicubic(images, u1, u2):
 # The solver.
 
 
-def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
-    """`warps` warps of primal-dual iterations at one level; returns (u1, u2, steps [N])."""
+def _one_scale(i0, i1, u1, u2, settings: TVL1Settings, early_exit: bool):
+    """`warps` warps of primal-dual iterations at one level.
+
+    Returns (u1, u2, steps [N], capped [N]): the steps each pair took, and how many of its
+    warps ended at the budget with the pair still above epsilon (every warp when epsilon is 0).
+    """
     ops = _ops()
     n, h, w = i0.shape
     l_t = settings.lambda_ * settings.theta
@@ -257,6 +261,7 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
     i1x, i1y = centered_gradient(i1)
     zeros = ops.zeros_like(i0)
     steps = ops.zeros((n,), "float32")
+    exit_early = use_stop and early_exit
 
     def inner_step(state, i1wx, i1wy, grad, rho_c):
         u1, u2, p11, p12, p21, p22, active, steps = state
@@ -294,7 +299,7 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
     inner_n, outer_n = settings.inner_iterations, settings.outer_iterations
 
     def warp(_, state):
-        u1, u2, p11, p12, p21, p22, steps = state
+        u1, u2, p11, p12, p21, p22, steps, capped = state
         i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2)
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
@@ -303,14 +308,14 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
         # test, per pair) and their count is under the budget: the batch pays for its slowest
         # pair, not for the budget. The warp's images are captured, not carried.
         def inner_cond(*state):
-            return (ops.any(state[6]) & (state[8] < inner_n)) if use_stop else state[8] < inner_n
+            return (ops.any(state[6]) & (state[8] < inner_n)) if exit_early else state[8] < inner_n
 
         def inner(*state):
             out = inner_step(state[:8], i1wx, i1wy, grad, rho_c)
             return (*out, state[8] + 1)
 
         def outer_cond(*state):
-            return (ops.any(state[6]) & (state[8] < outer_n)) if use_stop else state[8] < outer_n
+            return (ops.any(state[6]) & (state[8] < outer_n)) if exit_early else state[8] < outer_n
 
         def outer(*state):
             u1, u2 = state[0], state[1]
@@ -326,18 +331,22 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
         zero = ops.zeros((), "int32")
         loop_state = (u1, u2, p11, p12, p21, p22, active, steps, zero)
         out = ops.while_loop(outer_cond, outer, loop_state)
-        return (*out[:6], out[7])
+        return (*out[:6], out[7], capped + ops.cast(out[6], "float32"))
 
-    state = (u1, u2, zeros, zeros, zeros, zeros, steps)
+    state = (u1, u2, zeros, zeros, zeros, zeros, steps, ops.zeros((n,), "float32"))
     state = ops.fori_loop(0, settings.warps, warp, state)
-    return state[0], state[1], state[6]
+    return state[0], state[1], state[6], state[7]
 
 
-def solve(first, second, settings: TVL1Settings):
-    """The whole solver on float32 tensors [N, H, W] (0-255): (flow [N, H, W, 2], steps [N, L]).
+def solve(first, second, settings: TVL1Settings, early_exit: bool = True):
+    """The whole solver on float32 tensors [N, H, W] (0-255).
 
-    `steps` counts the primal-dual steps each pair took per level (finest first), the figure
-    that shows how much of the iteration budget epsilon left unused.
+    Returns (flow [N, H, W, 2], steps [N, L], capped [N, L]): per pair and level (finest
+    first), the primal-dual steps it took and the number of its warps that ended at the
+    budget (`outer_iterations` x `inner_iterations`) without meeting epsilon, the figures that
+    show how much of the budget epsilon left unused and how often the budget cut a warp short.
+    `early_exit` False runs every warp to the budget (frozen pairs still pay each step; the
+    flow is the same bits).
     """
     ops = _ops()
     n, h, w = first.shape
@@ -349,10 +358,11 @@ def solve(first, second, settings: TVL1Settings):
         i0s.append(resize_linear(i0s[-1], rows, cols))
         i1s.append(resize_linear(i1s[-1], rows, cols))
     u1 = u2 = ops.zeros((n, *sizes[-1]), "float32")
-    steps = []
+    steps, capped = [], []
     for s in range(len(sizes) - 1, -1, -1):
-        u1, u2, taken = _one_scale(i0s[s], i1s[s], u1, u2, settings)
+        u1, u2, taken, cut = _one_scale(i0s[s], i1s[s], u1, u2, settings, early_exit)
         steps.append(taken)
+        capped.append(cut)
         if s == 0:
             break
         (sh, sw), (dh, dw) = sizes[s], sizes[s - 1]
@@ -360,7 +370,11 @@ def solve(first, second, settings: TVL1Settings):
         cols = linear_resize_matrix(sw, dw, sw / dw)
         u1 = resize_linear(u1, rows, cols) * (1.0 / settings.scale_step)
         u2 = resize_linear(u2, rows, cols) * (1.0 / settings.scale_step)
-    return ops.stack([u1, u2], axis=-1), ops.stack(steps[::-1], axis=1)
+    return (
+        ops.stack([u1, u2], axis=-1),
+        ops.stack(steps[::-1], axis=1),
+        ops.stack(capped[::-1], axis=1),
+    )
 
 
 _COMPILED: dict = {}
@@ -407,24 +421,26 @@ def _without_arithmetic_optimizer(graph):
     return call
 
 
-def compiled_solver(settings: TVL1Settings, jit: bool = True):
+def compiled_solver(settings: TVL1Settings, jit: bool = True, early_exit: bool = True):
     """`solve` compiled for the current Keras backend (one function per settings; it retraces
     per input shape). TensorFlow: tf.function(jit_compile=jit); JAX: jax.jit; other backends:
     eager.
 
     XLA (`jit`, the default on every device) fuses each primal-dual step and the median network
     into a few passes: on a 2-core CPU about 3x faster than the plain TensorFlow graph
-    (`jit=False`, kept for comparison; docs/flow_tvl1.md).
+    (`jit=False`, kept for comparison; docs/flow_tvl1.md). `early_exit` False: fixed trip
+    counts, for comparison (bench/flow.py) and for devices where a loop test that reads the
+    batch's state costs more than the steps it saves.
     """
     import keras
 
     backend = keras.backend.backend()
-    key = (settings, backend, jit)
+    key = (settings, backend, jit, early_exit)
     if key in _COMPILED:
         return _COMPILED[key]
 
     def fn(first, second):
-        return solve(first, second, settings)
+        return solve(first, second, settings, early_exit)
 
     if backend == "tensorflow":
         import tensorflow as tf
@@ -518,6 +534,6 @@ def tvl1_flow(
         if pad > 0:  # repeat the last pair: pairs are independent, padding changes nothing
             a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
             b = np.concatenate([b, np.repeat(b[-1:], pad, axis=0)])
-        flow, _ = fn(a, b)
+        flow = fn(a, b)[0]
         out.append(np.asarray(flow)[:k])
     return np.concatenate(out)
