@@ -294,8 +294,15 @@ def test_settings_are_validated():
         tvl1.TVL1Settings(warps=0)
     with pytest.raises(ValueError, match="median"):
         tvl1.TVL1Settings(median=4)
+    with pytest.raises(ValueError, match="pyramid"):
+        tvl1.TVL1Settings(pyramid="gauss")
+    with pytest.raises(ValueError, match="scale_step must be 0.5"):
+        tvl1.TVL1Settings(pyramid="pyrdown")
+    with pytest.raises(ValueError, match="warp"):
+        tvl1.TVL1Settings(warp="gpu")
     with pytest.raises(ValueError, match="--flow_preset"):
         tvl1.settings_for("slow")
+    assert set(tvl1.PRESETS) == set(flow.TVL1_PRESETS)
     assert tvl1.settings_for("parity", warps=2).warps == 2
     assert [tvl1.bucket_size(n) for n in (1, 2, 8, 9, 32, 33, 125)] == [1, 4, 8, 16, 32, 64, 128]
 

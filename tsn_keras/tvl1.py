@@ -68,6 +68,12 @@ class TVL1Settings:
       inner_iterations: primal-dual steps per outer iteration.
       epsilon: stop a pair's warp when its mean squared flow change < epsilon^2; 0 = never.
       median: median filter size (odd; 1 = none). OpenCV's default is 5.
+      pyramid: "resize": each level is the previous one resized by `scale_step` (INTER_LINEAR,
+        no smoothing; OpenCV's CPU DualTVL1); "pyrdown": Gaussian 5x5 blur, every other row
+        and column kept (OpenCV's pyrDown; 2.4's GPU TV-L1), `scale_step` must be 0.5.
+      warp: "cpu": bicubic A = -0.75, taps outside the image count 0 (OpenCV's remap, the CPU
+        DualTVL1); "gpu24": bicubic A = -0.5, taps outside take the nearest edge pixel (2.4's
+        GPU warpBackward with its clamped texture).
     """
 
     tau: float = 0.25
@@ -80,6 +86,8 @@ class TVL1Settings:
     inner_iterations: int = 30
     epsilon: float = 0.01
     median: int = 5
+    pyramid: str = "resize"
+    warp: str = "cpu"
 
     def __post_init__(self):
         for name in ("tau", "lambda_", "theta"):
@@ -95,6 +103,13 @@ class TVL1Settings:
             raise ValueError(f"TV-L1 epsilon must be >= 0. Received: {self.epsilon}")
         if self.median not in (1, 3, 5):
             raise ValueError(f"TV-L1 median must be 1 (off), 3 or 5. Received: {self.median}")
+        if self.pyramid not in ("resize", "pyrdown"):
+            raise ValueError(f"TV-L1 pyramid must be resize or pyrdown. Received: {self.pyramid!r}")
+        if self.pyramid == "pyrdown" and self.scale_step != 0.5:
+            raise ValueError(f"TV-L1 pyramid pyrdown halves: scale_step must be 0.5. Received: "
+                             f"{self.scale_step}")  # fmt: skip
+        if self.warp not in ("cpu", "gpu24"):
+            raise ValueError(f"TV-L1 warp must be cpu or gpu24. Received: {self.warp!r}")
 
 
 # `parity`: OpenCV's defaults, its whole budget of 10 x 30 steps per warp included. The loops
@@ -107,6 +122,17 @@ class TVL1Settings:
 PRESETS = {
     "parity": TVL1Settings(),
     "fast": TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0.0),
+    # `tsn`: OpenCV 2.4's gpu::OpticalFlowDual_TVL1_GPU with its defaults, as dense_flow (the
+    # TSN paper's extractor) called it: pyrDown pyramid, no median, up to 300 steps per warp in
+    # one loop, bicubic A = -0.5 with clamped borders (docs/flow_tvl1.md has the differences)
+    "tsn": TVL1Settings(
+        scale_step=0.5,
+        outer_iterations=1,
+        inner_iterations=300,
+        median=1,
+        pyramid="pyrdown",
+        warp="gpu24",
+    ),  # fmt: skip
 }
 
 
@@ -124,8 +150,10 @@ def pyramid_sizes(height: int, width: int, settings: TVL1Settings) -> list[tuple
     sizes = [(height, width)]
     for _ in range(1, settings.num_scales):
         h, w = sizes[-1]
-        # cv::resize with Size() and fx: dsize = saturate_cast<int>(w * fx) (round half even)
-        h, w = round(h * settings.scale_step), round(w * settings.scale_step)
+        if settings.pyramid == "pyrdown":  # pyrDown's default size
+            h, w = (h + 1) // 2, (w + 1) // 2
+        else:  # cv::resize with fx: dsize = saturate_cast<int>(w * fx) (round half even)
+            h, w = round(h * settings.scale_step), round(w * settings.scale_step)
         if h < 16 or w < 16:
             break
         sizes.append((h, w))
@@ -151,6 +179,19 @@ def linear_resize_matrix(src: int, dst: int, scale: float) -> np.ndarray:
         m[d, s] += np.float32(1) - a
         if a:
             m[d, s + 1] += a
+    return m
+
+
+def pyrdown_matrix(src: int, dst: int) -> np.ndarray:
+    """[dst, src] matrix of OpenCV's pyrDown along one axis: the 1 4 6 4 1 / 16 kernel at every
+    other pixel, mirrored at the edges without repeating them (BORDER_REFLECT_101)."""
+    m = np.zeros((dst, src), np.float32)
+    for d in range(dst):
+        for k, g in zip(range(-2, 3), (1, 4, 6, 4, 1), strict=True):
+            s = 2 * d + k
+            s = -s if s < 0 else s
+            s = 2 * (src - 1) - s if s > src - 1 else s
+            m[d, min(max(s, 0), src - 1)] += g / 16
     return m
 
 
@@ -197,20 +238,21 @@ def divergence(px, py):
     return dx + dy
 
 
-def _cubic_weights(t):
-    """OpenCV's bicubic weights (A = -0.75) at fractional offset t: 4 tensors like t."""
-    a = -0.75
+def _cubic_weights(t, a: float = -0.75):
+    """Bicubic weights (OpenCV's remap: A = -0.75) at fractional offset t: 4 tensors like t."""
     w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
     w1 = ((a + 2) * t - (a + 3)) * t * t + 1
     w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
     return w0, w1, w2, 1 - w0 - w1 - w2
 
 
-def warp_bicubic(images, u1, u2):
+def warp_bicubic(images, u1, u2, style: str = "cpu"):
     """Samples each [N, H, W] image of `images` at (x + u1, y + u2) like OpenCV's remap.
 
     INTER_CUBIC at the exact float positions (OpenCV 5's remap; 4.x rounded them to 1/32 px),
-    taps outside the image count as 0 (BORDER_CONSTANT). Returns a list like `images`.
+    taps outside the image count as 0 (BORDER_CONSTANT). `style` "gpu24": OpenCV 2.4's GPU
+    TV-L1 instead, A = -0.5 and taps outside take the nearest edge pixel. Returns a list like
+    `images`.
     """
     ops = _ops()
     n, h, w = u1.shape
@@ -221,8 +263,9 @@ def warp_bicubic(images, u1, u2):
     ys = ops.clip(ys, -4.0, h + 3.0)
     x0 = ops.floor(xs)
     y0 = ops.floor(ys)
-    wx = _cubic_weights(xs - x0)
-    wy = _cubic_weights(ys - y0)
+    a = -0.5 if style == "gpu24" else -0.75
+    wx = _cubic_weights(xs - x0, a)
+    wy = _cubic_weights(ys - y0, a)
     x0 = ops.cast(x0, "int32")
     y0 = ops.cast(y0, "int32")
     flat = ops.reshape(ops.stack(images, axis=-1), (n * h * w, len(images)))  # [N*H*W, C]
@@ -234,8 +277,9 @@ def warp_bicubic(images, u1, u2):
     base = ops.arange(n, dtype="int32")[:, None, None] * (h * w)  # [N, 1, 1]
     rows = base[None] + ops.clip(yy, 0, h - 1) * w  # [4, N, H, W]
     idx = rows[:, None] + ops.clip(xx, 0, w - 1)[None]  # [4 (y), 4 (x), N, H, W]
-    ok = ops.cast(y_ok[:, None] & x_ok[None], "float32")  # [4, 4, N, H, W]
-    weight = ops.stack(wy)[:, None] * ops.stack(wx)[None] * ok  # [4, 4, N, H, W]
+    weight = ops.stack(wy)[:, None] * ops.stack(wx)[None]  # [4, 4, N, H, W]
+    if style != "gpu24":  # taps outside count 0 (gpu24: the clipped index, the edge pixel)
+        weight = weight * ops.cast(y_ok[:, None] & x_ok[None], "float32")
     taps = ops.reshape(ops.take(flat, ops.reshape(idx, (-1,)), axis=0), (4, 4, n, h, w, -1))
     out = ops.sum(taps * weight[..., None], axis=(0, 1))  # [N, H, W, C]
     return [out[..., c] for c in range(len(images))]
@@ -300,7 +344,7 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings, early_exit: bool):
 
     def warp(_, state):
         u1, u2, p11, p12, p21, p22, steps, capped = state
-        i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2)
+        i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2, settings.warp)
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
 
@@ -353,8 +397,11 @@ def solve(first, second, settings: TVL1Settings, early_exit: bool = True):
     sizes = pyramid_sizes(h, w, settings)
     i0s, i1s = [first], [second]
     for (ph, pw), (sh, sw) in zip(sizes[:-1], sizes[1:], strict=True):
-        rows = linear_resize_matrix(ph, sh, 1.0 / settings.scale_step)
-        cols = linear_resize_matrix(pw, sw, 1.0 / settings.scale_step)
+        if settings.pyramid == "pyrdown":
+            rows, cols = pyrdown_matrix(ph, sh), pyrdown_matrix(pw, sw)
+        else:
+            rows = linear_resize_matrix(ph, sh, 1.0 / settings.scale_step)
+            cols = linear_resize_matrix(pw, sw, 1.0 / settings.scale_step)
         i0s.append(resize_linear(i0s[-1], rows, cols))
         i1s.append(resize_linear(i1s[-1], rows, cols))
     u1 = u2 = ops.zeros((n, *sizes[-1]), "float32")
