@@ -271,6 +271,24 @@ def device_line() -> str:
     )
 
 
+def decoded_planes(out: str) -> dict[str, np.ndarray]:
+    """{video id: its stored flow planes, px}: every flow_x / flow_y JPEG of the records in
+    `out`, decoded and mapped back through the encoding (bound 20)."""
+    import tensorflow as tf
+
+    planes = {}
+    for path in sorted(glob.glob(os.path.join(out, "*.tfrecord"))):
+        for record in tf.data.TFRecordDataset(path):
+            example = tf.train.SequenceExample.FromString(record.numpy())
+            video = example.context.feature["clip/media_id"].bytes_list.value[0].decode()
+            lists = example.feature_lists.feature_list
+            jpegs = [f.bytes_list.value for key in ("flow/x/encoded", "flow/y/encoded")
+                     for f in lists[key].feature]  # fmt: skip
+            levels = [cv2.imdecode(np.frombuffer(j, np.uint8), 0) for js in jpegs for j in js]
+            planes[video] = np.stack(levels).astype(np.float32) * (40.0 / 255.0) - 20.0
+    return planes
+
+
 def convert_rows(count: int, work: str) -> None:
     """The end-to-end conversion table of --convert (module docstring)."""
     root = os.path.join(work, "videos")
@@ -285,6 +303,7 @@ def convert_rows(count: int, work: str) -> None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     print(f"end to end: {len(videos)} demo clips, flow only, 160x120, 25 snippets of 5")
     rows = [("tvl1", None), ("tvl1_tensor", "fast"), ("tvl1_tensor", "parity")]
+    reference = {}  # OpenCV's stored planes, per video
     seconds = {}
     for algorithm, preset in rows:
         for workers in (1, 2):
@@ -303,6 +322,12 @@ def convert_rows(count: int, work: str) -> None:
             seconds[(algorithm, preset, workers)] = took
             best = min((v for k, v in seconds.items() if k[0] == "tvl1"), default=None)
             ratio = f"{best / took:5.2f}x OpenCV's best" if best and algorithm != "tvl1" else ""
+            planes = decoded_planes(out)
+            if algorithm == "tvl1" and workers == 1:
+                reference = planes
+            if algorithm != "tvl1":  # the stored planes against OpenCV's, in px
+                diff = np.mean([np.abs(planes[v] - reference[v]).mean() for v in reference])
+                ratio += f"  stored planes {diff:.3f} px mean from OpenCV tvl1's"
             name = f"{algorithm} {preset or ''}".strip()
             print(f"  {name:<22} --workers {workers}: {took:6.1f} s  {ratio}", flush=True)
 
