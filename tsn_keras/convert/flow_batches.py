@@ -16,7 +16,7 @@ flow does not depend on which pairs share its call or where it sits in it
 rerun, a resumed run that redoes one shard, `--workers 1` or 4.
 
 With `--short_side` the frame size follows each video's aspect ratio, and each size would
-compile a program of its own (20-60 s each). There the frames are padded (edge pixels
+compile a program of its own (tens of seconds each). There the frames are padded (edge pixels
 repeated) to the next multiple of SIZE_STEP on both sides and the flow is cropped back: at most
 one program per SIZE_STEP of the long side (`padded_size`: for --short_side S and aspect ratios
 up to r, at most ceil(r S / 32) - floor(S / 32) + 1 sizes per orientation; 13 for S = 256 and
