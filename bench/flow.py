@@ -41,9 +41,11 @@ OpenCV's CPU TV-L1 with 2.4's settings (scale step 0.5, no median, 1 x 300 steps
 
 --convert N: N clips made like the demo's (tsn_keras.synthetic: 8 classes, 160x120, ~62 frames),
 converted by `scripts/make_tfrecords.py` as the demo converts them (flow only, 160x120, 25
-snippets of 5) with --flow tvl1 and with tvl1_tensor at each preset, --workers 1 and 2: each
-row is the whole command's wall time (its TensorFlow import and the solver's compiling
-included), and its ratio is OpenCV TV-L1's best time over the row's.
+snippets of 5) with --flow tvl1 and with tvl1_tensor at each of --presets, with each of
+--convert_workers (1 and 2): each row is the whole command's wall time (its TensorFlow import
+and the solver's compiling included), its ratio OpenCV TV-L1's best time over the row's, and
+the mean difference (px) of its stored flow planes from those of the first tvl1 records.
+N >= 16 (every class needs a train and a test clip).
 """
 
 import argparse
@@ -289,7 +291,7 @@ def decoded_planes(out: str) -> dict[str, np.ndarray]:
     return planes
 
 
-def convert_rows(count: int, work: str) -> None:
+def convert_rows(count: int, work: str, presets: list[str], workers_list: list[int]) -> None:
     """The end-to-end conversion table of --convert (module docstring)."""
     root = os.path.join(work, "videos")
     per_class = max(1, count // 8)
@@ -302,11 +304,11 @@ def convert_rows(count: int, work: str) -> None:
     script = os.path.join(os.path.dirname(HERE), "scripts", "make_tfrecords.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     print(f"end to end: {len(videos)} demo clips, flow only, 160x120, 25 snippets of 5")
-    rows = [("tvl1", None), ("tvl1_tensor", "fast"), ("tvl1_tensor", "parity")]
+    rows = [("tvl1", None)] + [("tvl1_tensor", p) for p in presets]
     reference = {}  # OpenCV's stored planes, per video
     seconds = {}
     for algorithm, preset in rows:
-        for workers in (1, 2):
+        for workers in workers_list:
             out = os.path.join(work, f"records_{algorithm}_{preset}_{workers}")
             cmd = [sys.executable, script, "--dataset", "csv", "--csv", csv, "--video_root", work,
                    "--out", out, "--modalities", "flow", "--flow", algorithm, "--width", "160",
@@ -323,7 +325,7 @@ def convert_rows(count: int, work: str) -> None:
             best = min((v for k, v in seconds.items() if k[0] == "tvl1"), default=None)
             ratio = f"{best / took:5.2f}x OpenCV's best" if best and algorithm != "tvl1" else ""
             planes = decoded_planes(out)
-            if algorithm == "tvl1" and workers == 1:
+            if algorithm == "tvl1" and not reference:
                 reference = planes
             if algorithm != "tvl1":  # the stored planes against OpenCV's, in px
                 diff = np.mean([np.abs(planes[v] - reference[v]).mean() for v in reference])
@@ -388,6 +390,7 @@ def main(argv=None) -> int:
         "--convert", type=int, default=0, metavar="N",
         help="only the end-to-end conversion table on N demo clips (module docstring)",
     )  # fmt: skip
+    parser.add_argument("--convert_workers", default="1,2", help="--convert: --workers values")
     parser.add_argument(
         "--tsn", action="store_true",
         help="only the `tsn` preset against OpenCV's CPU TV-L1 set near 2.4's (module docstring)",
@@ -401,7 +404,8 @@ def main(argv=None) -> int:
     if args.convert:
         print(device_line())
         with tempfile.TemporaryDirectory() as work:
-            convert_rows(args.convert, work)
+            workers = [int(w) for w in args.convert_workers.split(",")]
+            convert_rows(args.convert, work, args.presets.split(","), workers)
         return 0
 
     quick = args.quick
