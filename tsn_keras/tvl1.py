@@ -428,21 +428,23 @@ _COMPILED: dict = {}
 
 
 def preferred_batch() -> int:
-    """Pairs per solver call for the current device: 32 on an accelerator (fills it), 8 on a
-    CPU, where larger batches ran slower (bench/flow.py on 2 cores: batch 8 ran 1.16x faster
-    than 32 at both presets; likely the caches)."""
+    """Pairs per solver call for the current device: 32 on an accelerator (fills it), 1 on a
+    CPU. There XLA spreads one pair over the cores, and a call runs until its slowest pair has
+    met epsilon: alone, each pair pays only its own steps (`bench/flow.py --presets parity
+    --batches 1,8 --pairs 5 --repeats 1` on 2 cores: `parity` 2.25 pairs/s at batch 1, 0.72 at
+    batch 8)."""
     import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return 32 if tf.config.list_logical_devices("GPU") else 8
+        return 32 if tf.config.list_logical_devices("GPU") else 1
     if backend == "jax":
         import jax
 
-        return 32 if jax.default_backend() != "cpu" else 8
-    return 8
+        return 32 if jax.default_backend() != "cpu" else 1
+    return 1
 
 
 def _without_arithmetic_optimizer(graph):

@@ -9,7 +9,7 @@ video whose pairs are all solved is handed to a pool of threads that encode its 
 build its examples (`finish_video`; OpenCV's encoder releases the GIL), so the solver does not
 wait on one core; the results still come out in job order.
 
-Every call gets exactly `batch` pairs (`tvl1.preferred_batch()`: 32 on a GPU, 8 on a CPU; the
+Every call gets exactly `batch` pairs (`tvl1.preferred_batch()`: 32 on a GPU, 1 on a CPU; the
 last call padded by repeating its last pair): one compiled program per frame size, and a pair's
 flow does not depend on which pairs share its call or where it sits in it
 (tests/test_tvl1.py checks it), so the records are the same bytes whatever the batching: a
