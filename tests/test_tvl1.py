@@ -132,17 +132,6 @@ def test_median_network_selects_the_median_of_every_sorted_window(size):
     assert sum(a + b for *_, a, b in final) == (4 if size == 3 else 42)  # min/max ops kept
 
 
-def test_bicubic_warp_matches_opencv_remap():
-    image = _texture(30, 41, seed=5).astype(np.float32)
-    rng = np.random.default_rng(6)
-    u1 = rng.uniform(-6, 6, image.shape).astype(np.float32)  # reaches outside the image
-    u2 = rng.uniform(-6, 6, image.shape).astype(np.float32)
-    (got,) = tvl1.warp_bicubic([image[None]], u1[None], u2[None])
-    ys, xs = np.mgrid[0:30, 0:41].astype(np.float32)
-    want = cv2.remap(image, xs + u1, ys + u2, cv2.INTER_CUBIC)  # BORDER_CONSTANT 0
-    np.testing.assert_allclose(np.asarray(got)[0], want, atol=1e-3)
-
-
 def test_gradients_and_divergence_are_opencvs():
     x = np.arange(12, dtype=np.float32).reshape(1, 3, 4) ** 2
     dx, dy = tvl1.centered_gradient(x)
@@ -224,6 +213,18 @@ def test_a_pairs_flow_does_not_depend_on_its_neighbours_in_a_call(pairs, small_f
         np.testing.assert_array_equal(got, small_flows[order])
 
 
+def test_early_exit_saves_steps_not_bits(pairs, small_flows):
+    """Fixed trip counts (every warp runs its whole budget, frozen pairs idle) give the bits
+    the early-exiting loops give."""
+    first, second, _ = pairs
+    a, b = tvl1.check_pairs(first, second)
+    fixed = tvl1.compiled_solver(SMALL, early_exit=False)(a, b)
+    early = tvl1.compiled_solver(SMALL)(a, b)
+    for x, y in zip(fixed, early, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(np.asarray(early[0]), small_flows[:4])
+
+
 def _assert_same_flow(a, b):
     """Another compiler rounds the sums differently; a pair may then stop one step sooner or
     later (epsilon), moving a few pixels by some 1e-3 px."""
@@ -293,8 +294,15 @@ def test_settings_are_validated():
         tvl1.TVL1Settings(warps=0)
     with pytest.raises(ValueError, match="median"):
         tvl1.TVL1Settings(median=4)
+    with pytest.raises(ValueError, match="pyramid"):
+        tvl1.TVL1Settings(pyramid="gauss")
+    with pytest.raises(ValueError, match="scale_step must be 0.5"):
+        tvl1.TVL1Settings(pyramid="pyrdown")
+    with pytest.raises(ValueError, match="warp"):
+        tvl1.TVL1Settings(warp="gpu")
     with pytest.raises(ValueError, match="--flow_preset"):
         tvl1.settings_for("slow")
+    assert set(tvl1.PRESETS) == set(flow.TVL1_PRESETS)
     assert tvl1.settings_for("parity", warps=2).warps == 2
     assert [tvl1.bucket_size(n) for n in (1, 2, 8, 9, 32, 33, 125)] == [1, 4, 8, 16, 32, 64, 128]
 
@@ -427,7 +435,9 @@ def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
     together = list(flow_batches(copy.deepcopy(items), config, batch=3))
     assert calls == [3] * math.ceil(sum(sizes) / 3)  # full calls, shared between videos
     assert len(calls) < sum(math.ceil(n / 3) for n in sizes)
-    alone = [r for x in copy.deepcopy(items) for r in flow_batches([x], config, batch=3)]
+    alone = [  # and one encoding thread instead of the pool
+        r for x in copy.deepcopy(items) for r in flow_batches([x], config, batch=3, encoders=1)
+    ]
     assert [r.job for r in together] == jobs
     assert together[3].examples is None and together[3].reason
     for a, b in zip(together, alone, strict=True):
@@ -440,28 +450,63 @@ def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
     assert first.flow_pairs % 2 == 0
 
 
-def test_flow_batches_do_not_mix_frame_sizes(tmp_path):
-    """With --short_side, videos of other aspect ratios have other frame sizes: a call never
-    mixes them (the queued pairs of the first size are solved before the next video's)."""
-    from tsn_keras import video
-    from tsn_keras.convert.flow_batches import flow_batches
+def test_flow_batches_bound_the_short_side_sizes(tmp_path, monkeypatch):
+    """With --short_side, videos of other aspect ratios have other frame sizes: the pairs are
+    solved padded to multiples of 32 (videos of nearby sizes share one program and its calls,
+    others never mix), each flow cropped back to its video's size; the progress line shows
+    each size's first call (it compiles)."""
+    import io
 
+    from tsn_keras import video
+    from tsn_keras.convert import flow_batches as fb
+
+    assert fb.padded_size(24, 32) == (32, 32) and fb.padded_size(33, 64) == (64, 64)
+    x = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
+    assert fb.pad_pairs(x, (3, 4)).tolist() == [[[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5]]]
     config = convert.ConvertConfig(
         modalities=("flow",), flow_algorithm="tvl1_tensor", flow_preset="fast",
-        num_snippets=2, snippet_length=2, short_side=24,
+        num_snippets=2, snippet_length=2, short_side=24, jpeg_quality=100,
     )  # fmt: skip
     wide = _write_pan(tmp_path / "wide.avi", 5, 1, 0)  # 48x64 -> 24x32
     square = str(tmp_path / "square.avi")  # 48x48 -> 24x24
     video.write_video(square, [np.full((48, 48, 3), 40 * t, np.uint8) for t in range(5)])
-    jobs = [convert.VideoJob(p, os.path.basename(p), 0, "A") for p in (wide, square, wide)]
+    pano = str(tmp_path / "pano.avi")  # 48x112 -> 24x56
+    base = np.stack([_texture(48, 112, 4)] * 3, -1).astype(np.uint8)
+    video.write_video(pano, [np.roll(base, 2 * t, axis=1) for t in range(5)])
+    jobs = [convert.VideoJob(p, os.path.basename(p), 0, "A") for p in (wide, square, pano, wide)]
     engines = convert.Engines(config)
     items = [convert.convert_video(job, config, engines, solve_flow=False) for job in jobs]
     sizes = [x.plan.pending_pairs()[0].shape[1:] for x in items]
-    assert sizes == [(24, 32), (24, 24), (24, 32)]
-    results = list(flow_batches(items, config, batch=8))
+    assert sizes == [(24, 32), (24, 24), (24, 56), (24, 32)]
+    calls = []  # the pairs' size in each call of the compiled program
+    compiled = tvl1.compiled_solver
+
+    def spied(*args, **kwargs):
+        fn = compiled(*args, **kwargs)
+        return lambda a, b: calls.append(a.shape[1:]) or fn(a, b)
+
+    monkeypatch.setattr(tvl1, "compiled_solver", spied)
+    line = io.StringIO()
+    progress = convert.Progress(len(jobs), True, line)
+    results = list(fb.flow_batches(items, config, batch=8))
+    progress.close()
+    n = [len(x.plan.pending) for x in items]
+    assert n[0] + n[1] <= 8 and n[2] + n[3] <= 8
+    assert calls == [(32, 32), (32, 64), (32, 32)]  # wide + square share a call
     assert [r.job for r in results] == jobs
-    assert results[0].examples == results[2].examples  # the same video, the same bytes
+    assert results[0].examples == results[3].examples  # the same video, the same bytes
     assert all(r.flow_pairs > 0 for r in results)
+    shown = line.getvalue()
+    for size in ("32x32", "32x64"):
+        assert f"TV-L1 {size}: compiling (first call)..." in shown
+        assert f"TV-L1 {size} compiled: first call" in shown
+    # the stored fields are the padded solve, cropped to the pano's own size: its pan of
+    # 2 px per frame at 112 px wide is dx 1 px at 56 (bound 20: 127.5 + 6.4 levels)
+    example = tf.train.SequenceExample.FromString(results[2].examples["flow"])
+    field = example.feature_lists.feature_list["flow/x/encoded"].feature[0].bytes_list.value[0]
+    plane = tf.io.decode_jpeg(field).numpy()[..., 0]
+    assert plane.shape == (24, 56)
+    assert 131 < float(np.median(plane)) < 137, np.median(plane)
 
 
 @pytest.mark.slow

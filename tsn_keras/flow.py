@@ -1,8 +1,9 @@
 """Optical flow (TV-L1, DIS, Farneback), warped flow, and the flow <-> uint8 encoding.
 
 Algorithms: "tvl1" (OpenCV's DualTVL1, one pair at a time), "tvl1_tensor" (the same TV-L1 as
-batched keras.ops tensor code, `tsn_keras.tvl1`, with a preset "parity" or "fast"; it computes
-many pairs in one call, `OpticalFlow.batch`), "dis" and "farneback".
+batched keras.ops tensor code, `tsn_keras.tvl1`, with a preset "parity", "fast" or "tsn" (OpenCV
+2.4's GPU TV-L1, the paper's extractor); it computes many pairs in one call,
+`OpticalFlow.batch`), "dis" and "farneback".
 
 Flow is computed on grayscale frames at the stored size. A flow field `f[y, x] = (dx, dy)` says
 where pixel (x, y) of the first frame moved in the second: content moving right gives dx > 0,
@@ -32,7 +33,11 @@ import cv2
 import numpy as np
 
 ALGORITHMS = ("tvl1", "tvl1_tensor", "dis", "farneback")
-TVL1_PRESETS = ("parity", "fast")  # tsn_keras.tvl1.PRESETS (not imported here: it is heavier)
+TVL1_PRESETS = (
+    "parity",
+    "fast",
+    "tsn",
+)  # tsn_keras.tvl1.PRESETS (not imported here: it is heavier)
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -49,7 +54,7 @@ class OpticalFlow:
         "tvl1_tensor" (tsn_keras.tvl1: the same TV-L1 as batched tensor code; `batched` is True),
         "dis" (cv2.DISOpticalFlow, fast) or "farneback" (cv2.calcOpticalFlowFarneback).
       dis_preset: "ultrafast", "fast" or "medium" (DIS only).
-      tvl1_preset: "parity" or "fast" (tvl1_tensor only).
+      tvl1_preset: "parity", "fast" or "tsn" (tvl1_tensor only; tsn_keras.tvl1.PRESETS).
     """
 
     def __init__(

@@ -22,11 +22,13 @@ the measured agreement):
   lambda * theta, divergence of the dual field, primal update, forward gradient, dual update with
   tau / theta). Each outer iteration starts with a 5x5 median of the flow (`median`).
 * Stopping: OpenCV ends a warp when the summed squared change of the flow falls under
-  epsilon^2 * pixels. A compiled graph cannot change its loop count per input, so the count is
-  fixed (`outer_iterations` x `inner_iterations`) and each pair whose change fell under the
-  threshold is frozen (its updates multiplied by 0, per pair) for the rest of that warp: within
-  the budget a pair gets exactly OpenCV's iterations, and no pair depends on the others in its
-  batch.
+  epsilon^2 * pixels (tested after each step, also between outer iterations). Here the outer
+  and inner loops are `keras.ops.while_loop`s (data-dependent trip counts compile under XLA and
+  `jax.jit`) that run while any pair of the batch has not met that test and the budget
+  (`outer_iterations` x `inner_iterations`) is not spent; a pair that has met it is frozen (its
+  updates multiplied by 0, per pair) until the batch's warp ends. So each pair gets exactly
+  OpenCV's iterations, a batch pays only for its slowest pair, and no pair depends on the
+  others in its batch.
 
 The dual variables restart from zero at each level (as in OpenCV). Flow sign convention: that of
 `tsn_keras.flow` (content moving right gives dx > 0).
@@ -53,7 +55,7 @@ from tsn_keras.median import median_filter, pad_edge
 
 @dataclass(frozen=True)
 class TVL1Settings:
-    """TV-L1 parameters (OpenCV's names; defaults are OpenCV's, with a fixed iteration budget).
+    """TV-L1 parameters (OpenCV's names and defaults).
 
     Attributes:
       tau: time step of the dual update.
@@ -66,6 +68,12 @@ class TVL1Settings:
       inner_iterations: primal-dual steps per outer iteration.
       epsilon: stop a pair's warp when its mean squared flow change < epsilon^2; 0 = never.
       median: median filter size (odd; 1 = none). OpenCV's default is 5.
+      pyramid: "resize": each level is the previous one resized by `scale_step` (INTER_LINEAR,
+        no smoothing; OpenCV's CPU DualTVL1); "pyrdown": Gaussian 5x5 blur, every other row
+        and column kept (OpenCV's pyrDown; 2.4's GPU TV-L1), `scale_step` must be 0.5.
+      warp: "cpu": bicubic A = -0.75, taps outside the image count 0 (OpenCV's remap, the CPU
+        DualTVL1); "gpu24": bicubic A = -0.5, taps outside take the nearest edge pixel (2.4's
+        GPU warpBackward with its clamped texture).
     """
 
     tau: float = 0.25
@@ -78,6 +86,8 @@ class TVL1Settings:
     inner_iterations: int = 30
     epsilon: float = 0.01
     median: int = 5
+    pyramid: str = "resize"
+    warp: str = "cpu"
 
     def __post_init__(self):
         for name in ("tau", "lambda_", "theta"):
@@ -93,19 +103,36 @@ class TVL1Settings:
             raise ValueError(f"TV-L1 epsilon must be >= 0. Received: {self.epsilon}")
         if self.median not in (1, 3, 5):
             raise ValueError(f"TV-L1 median must be 1 (off), 3 or 5. Received: {self.median}")
+        if self.pyramid not in ("resize", "pyrdown"):
+            raise ValueError(f"TV-L1 pyramid must be resize or pyrdown. Received: {self.pyramid!r}")
+        if self.pyramid == "pyrdown" and self.scale_step != 0.5:
+            raise ValueError(f"TV-L1 pyramid pyrdown halves: scale_step must be 0.5. Received: "
+                             f"{self.scale_step}")  # fmt: skip
+        if self.warp not in ("cpu", "gpu24"):
+            raise ValueError(f"TV-L1 warp must be cpu or gpu24. Received: {self.warp!r}")
 
 
-# `parity`: OpenCV's defaults with a budget of 2 x 30 steps per warp (OpenCV allows 10 x 30; its
-# epsilon ends a warp of a real 340x256 pair after ~25-35 steps on average, hard pairs need up
-# to 60: bench/flow.py prints the counts); with epsilon's freeze a pair that converges within
-# the budget gets exactly OpenCV's iterations. 1 x 30 ran 1.8x faster but was 4x further from
-# OpenCV on the stable real pairs (0.077 vs 0.020 px mean EPE; docs/flow_tvl1.md).
+# `parity`: OpenCV's defaults, its whole budget of 10 x 30 steps per warp included. The loops
+# stop when every pair of the batch has met epsilon, so the budget costs only what the hardest
+# pair of a call uses (on real 340x256 pairs ~20 steps per warp on average, up to the whole
+# 300 on large motion: bench/flow.py prints the counts and the share of warps at the budget).
 # `fast`: the point of bench/flow.py --sweep with the lowest EPE against OpenCV whose speed kept
-# a margin over the issue's 5x OpenCV (8.4x at EPE 0.25 px on real 340x256 pairs; the curve is
-# in docs/flow_tvl1.md): 5 levels, 2 warps of 15 steps each, no stopping test.
+# a margin over 5x OpenCV (the curve is in docs/flow_tvl1.md): 5 levels, 2 warps of 15 steps
+# each, no stopping test.
 PRESETS = {
-    "parity": TVL1Settings(outer_iterations=2, inner_iterations=30),
+    "parity": TVL1Settings(),
     "fast": TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0.0),
+    # `tsn`: OpenCV 2.4's gpu::OpticalFlowDual_TVL1_GPU with its defaults, as dense_flow (the
+    # TSN paper's extractor) called it: pyrDown pyramid, no median, up to 300 steps per warp in
+    # one loop, bicubic A = -0.5 with clamped borders (docs/flow_tvl1.md has the differences)
+    "tsn": TVL1Settings(
+        scale_step=0.5,
+        outer_iterations=1,
+        inner_iterations=300,
+        median=1,
+        pyramid="pyrdown",
+        warp="gpu24",
+    ),  # fmt: skip
 }
 
 
@@ -123,8 +150,10 @@ def pyramid_sizes(height: int, width: int, settings: TVL1Settings) -> list[tuple
     sizes = [(height, width)]
     for _ in range(1, settings.num_scales):
         h, w = sizes[-1]
-        # cv::resize with Size() and fx: dsize = saturate_cast<int>(w * fx) (round half even)
-        h, w = round(h * settings.scale_step), round(w * settings.scale_step)
+        if settings.pyramid == "pyrdown":  # pyrDown's default size
+            h, w = (h + 1) // 2, (w + 1) // 2
+        else:  # cv::resize with fx: dsize = saturate_cast<int>(w * fx) (round half even)
+            h, w = round(h * settings.scale_step), round(w * settings.scale_step)
         if h < 16 or w < 16:
             break
         sizes.append((h, w))
@@ -150,6 +179,19 @@ def linear_resize_matrix(src: int, dst: int, scale: float) -> np.ndarray:
         m[d, s] += np.float32(1) - a
         if a:
             m[d, s + 1] += a
+    return m
+
+
+def pyrdown_matrix(src: int, dst: int) -> np.ndarray:
+    """[dst, src] matrix of OpenCV's pyrDown along one axis: the 1 4 6 4 1 / 16 kernel at every
+    other pixel, mirrored at the edges without repeating them (BORDER_REFLECT_101)."""
+    m = np.zeros((dst, src), np.float32)
+    for d in range(dst):
+        for k, g in zip(range(-2, 3), (1, 4, 6, 4, 1), strict=True):
+            s = 2 * d + k
+            s = -s if s < 0 else s
+            s = 2 * (src - 1) - s if s > src - 1 else s
+            m[d, min(max(s, 0), src - 1)] += g / 16
     return m
 
 
@@ -196,20 +238,21 @@ def divergence(px, py):
     return dx + dy
 
 
-def _cubic_weights(t):
-    """OpenCV's bicubic weights (A = -0.75) at fractional offset t: 4 tensors like t."""
-    a = -0.75
+def _cubic_weights(t, a: float = -0.75):
+    """Bicubic weights (OpenCV's remap: A = -0.75) at fractional offset t: 4 tensors like t."""
     w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
     w1 = ((a + 2) * t - (a + 3)) * t * t + 1
     w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
     return w0, w1, w2, 1 - w0 - w1 - w2
 
 
-def warp_bicubic(images, u1, u2):
+def warp_bicubic(images, u1, u2, style: str = "cpu"):
     """Samples each [N, H, W] image of `images` at (x + u1, y + u2) like OpenCV's remap.
 
     INTER_CUBIC at the exact float positions (OpenCV 5's remap; 4.x rounded them to 1/32 px),
-    taps outside the image count as 0 (BORDER_CONSTANT). Returns a list like `images`.
+    taps outside the image count as 0 (BORDER_CONSTANT). `style` "gpu24": OpenCV 2.4's GPU
+    TV-L1 instead, A = -0.5 and taps outside take the nearest edge pixel. Returns a list like
+    `images`.
     """
     ops = _ops()
     n, h, w = u1.shape
@@ -220,8 +263,9 @@ def warp_bicubic(images, u1, u2):
     ys = ops.clip(ys, -4.0, h + 3.0)
     x0 = ops.floor(xs)
     y0 = ops.floor(ys)
-    wx = _cubic_weights(xs - x0)
-    wy = _cubic_weights(ys - y0)
+    a = -0.5 if style == "gpu24" else -0.75
+    wx = _cubic_weights(xs - x0, a)
+    wy = _cubic_weights(ys - y0, a)
     x0 = ops.cast(x0, "int32")
     y0 = ops.cast(y0, "int32")
     flat = ops.reshape(ops.stack(images, axis=-1), (n * h * w, len(images)))  # [N*H*W, C]
@@ -233,8 +277,9 @@ def warp_bicubic(images, u1, u2):
     base = ops.arange(n, dtype="int32")[:, None, None] * (h * w)  # [N, 1, 1]
     rows = base[None] + ops.clip(yy, 0, h - 1) * w  # [4, N, H, W]
     idx = rows[:, None] + ops.clip(xx, 0, w - 1)[None]  # [4 (y), 4 (x), N, H, W]
-    ok = ops.cast(y_ok[:, None] & x_ok[None], "float32")  # [4, 4, N, H, W]
-    weight = ops.stack(wy)[:, None] * ops.stack(wx)[None] * ok  # [4, 4, N, H, W]
+    weight = ops.stack(wy)[:, None] * ops.stack(wx)[None]  # [4, 4, N, H, W]
+    if style != "gpu24":  # taps outside count 0 (gpu24: the clipped index, the edge pixel)
+        weight = weight * ops.cast(y_ok[:, None] & x_ok[None], "float32")
     taps = ops.reshape(ops.take(flat, ops.reshape(idx, (-1,)), axis=0), (4, 4, n, h, w, -1))
     out = ops.sum(taps * weight[..., None], axis=(0, 1))  # [N, H, W, C]
     return [out[..., c] for c in range(len(images))]
@@ -244,8 +289,12 @@ def warp_bicubic(images, u1, u2):
 # The solver.
 
 
-def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
-    """`warps` warps of primal-dual iterations at one level; returns (u1, u2, steps [N])."""
+def _one_scale(i0, i1, u1, u2, settings: TVL1Settings, early_exit: bool):
+    """`warps` warps of primal-dual iterations at one level.
+
+    Returns (u1, u2, steps [N], capped [N]): the steps each pair took, and how many of its
+    warps ended at the budget with the pair still above epsilon (every warp when epsilon is 0).
+    """
     ops = _ops()
     n, h, w = i0.shape
     l_t = settings.lambda_ * settings.theta
@@ -256,6 +305,7 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
     i1x, i1y = centered_gradient(i1)
     zeros = ops.zeros_like(i0)
     steps = ops.zeros((n,), "float32")
+    exit_early = use_stop and early_exit
 
     def inner_step(state, i1wx, i1wy, grad, rho_c):
         u1, u2, p11, p12, p21, p22, active, steps = state
@@ -290,54 +340,76 @@ def _one_scale(i0, i1, u1, u2, settings: TVL1Settings):
             active = active & (error > stop)
         return (n1, n2, q11, q12, q21, q22, active, steps)
 
+    inner_n, outer_n = settings.inner_iterations, settings.outer_iterations
+
     def warp(_, state):
-        u1, u2, p11, p12, p21, p22, steps = state
-        i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2)
+        u1, u2, p11, p12, p21, p22, steps, capped = state
+        i1w, i1wx, i1wy = warp_bicubic([i1, i1x, i1y], u1, u2, settings.warp)
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
 
-        # the warp's images are captured by the loops, not carried (no copies per step)
-        def inner(_, state):
-            return inner_step(state, i1wx, i1wy, grad, rho_c)
+        # Both loops run while any pair of the batch is active (OpenCV's `error > epsilon`
+        # test, per pair) and their count is under the budget: the batch pays for its slowest
+        # pair, not for the budget. The warp's images are captured, not carried.
+        def inner_cond(*state):
+            return (ops.any(state[6]) & (state[8] < inner_n)) if exit_early else state[8] < inner_n
 
-        def outer(_, state):
+        def inner(*state):
+            out = inner_step(state[:8], i1wx, i1wy, grad, rho_c)
+            return (*out, state[8] + 1)
+
+        def outer_cond(*state):
+            return (ops.any(state[6]) & (state[8] < outer_n)) if exit_early else state[8] < outer_n
+
+        def outer(*state):
             u1, u2 = state[0], state[1]
             if settings.median > 1:
                 a = state[6][:, None, None]
                 u1 = ops.where(a, median_filter(u1, settings.median), u1)
                 u2 = ops.where(a, median_filter(u2, settings.median), u2)
-            return ops.fori_loop(0, settings.inner_iterations, inner, (u1, u2, *state[2:]))
+            zero = ops.zeros((), "int32")
+            out = ops.while_loop(inner_cond, inner, (u1, u2, *state[2:8], zero))
+            return (*out[:8], state[8] + 1)
 
         active = ops.ones((n,), "bool")
-        loop_state = (u1, u2, p11, p12, p21, p22, active, steps)
-        out = ops.fori_loop(0, settings.outer_iterations, outer, loop_state)
-        return (*out[:6], out[7])
+        zero = ops.zeros((), "int32")
+        loop_state = (u1, u2, p11, p12, p21, p22, active, steps, zero)
+        out = ops.while_loop(outer_cond, outer, loop_state)
+        return (*out[:6], out[7], capped + ops.cast(out[6], "float32"))
 
-    state = (u1, u2, zeros, zeros, zeros, zeros, steps)
+    state = (u1, u2, zeros, zeros, zeros, zeros, steps, ops.zeros((n,), "float32"))
     state = ops.fori_loop(0, settings.warps, warp, state)
-    return state[0], state[1], state[6]
+    return state[0], state[1], state[6], state[7]
 
 
-def solve(first, second, settings: TVL1Settings):
-    """The whole solver on float32 tensors [N, H, W] (0-255): (flow [N, H, W, 2], steps [N, L]).
+def solve(first, second, settings: TVL1Settings, early_exit: bool = True):
+    """The whole solver on float32 tensors [N, H, W] (0-255).
 
-    `steps` counts the primal-dual steps each pair took per level (finest first), the figure
-    that shows how much of the iteration budget epsilon left unused.
+    Returns (flow [N, H, W, 2], steps [N, L], capped [N, L]): per pair and level (finest
+    first), the primal-dual steps it took and the number of its warps that ended at the
+    budget (`outer_iterations` x `inner_iterations`) without meeting epsilon, the figures that
+    show how much of the budget epsilon left unused and how often the budget cut a warp short.
+    `early_exit` False runs every warp to the budget (frozen pairs still pay each step; the
+    flow is the same bits).
     """
     ops = _ops()
     n, h, w = first.shape
     sizes = pyramid_sizes(h, w, settings)
     i0s, i1s = [first], [second]
     for (ph, pw), (sh, sw) in zip(sizes[:-1], sizes[1:], strict=True):
-        rows = linear_resize_matrix(ph, sh, 1.0 / settings.scale_step)
-        cols = linear_resize_matrix(pw, sw, 1.0 / settings.scale_step)
+        if settings.pyramid == "pyrdown":
+            rows, cols = pyrdown_matrix(ph, sh), pyrdown_matrix(pw, sw)
+        else:
+            rows = linear_resize_matrix(ph, sh, 1.0 / settings.scale_step)
+            cols = linear_resize_matrix(pw, sw, 1.0 / settings.scale_step)
         i0s.append(resize_linear(i0s[-1], rows, cols))
         i1s.append(resize_linear(i1s[-1], rows, cols))
     u1 = u2 = ops.zeros((n, *sizes[-1]), "float32")
-    steps = []
+    steps, capped = [], []
     for s in range(len(sizes) - 1, -1, -1):
-        u1, u2, taken = _one_scale(i0s[s], i1s[s], u1, u2, settings)
+        u1, u2, taken, cut = _one_scale(i0s[s], i1s[s], u1, u2, settings, early_exit)
         steps.append(taken)
+        capped.append(cut)
         if s == 0:
             break
         (sh, sw), (dh, dw) = sizes[s], sizes[s - 1]
@@ -345,28 +417,34 @@ def solve(first, second, settings: TVL1Settings):
         cols = linear_resize_matrix(sw, dw, sw / dw)
         u1 = resize_linear(u1, rows, cols) * (1.0 / settings.scale_step)
         u2 = resize_linear(u2, rows, cols) * (1.0 / settings.scale_step)
-    return ops.stack([u1, u2], axis=-1), ops.stack(steps[::-1], axis=1)
+    return (
+        ops.stack([u1, u2], axis=-1),
+        ops.stack(steps[::-1], axis=1),
+        ops.stack(capped[::-1], axis=1),
+    )
 
 
 _COMPILED: dict = {}
 
 
 def preferred_batch() -> int:
-    """Pairs per solver call for the current device: 32 on an accelerator (fills it), 8 on a
-    CPU, where larger batches ran slower (bench/flow.py on 2 cores: batch 8 ran 1.16x faster
-    than 32 at both presets; likely the caches)."""
+    """Pairs per solver call for the current device: 32 on an accelerator (fills it), 1 on a
+    CPU. There XLA spreads one pair over the cores, and a call runs until its slowest pair has
+    met epsilon: alone, each pair pays only its own steps (`bench/flow.py --presets parity
+    --batches 1,8 --pairs 5 --repeats 1` on 2 cores: `parity` 2.25 pairs/s at batch 1, 0.72 at
+    batch 8)."""
     import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return 32 if tf.config.list_logical_devices("GPU") else 8
+        return 32 if tf.config.list_logical_devices("GPU") else 1
     if backend == "jax":
         import jax
 
-        return 32 if jax.default_backend() != "cpu" else 8
-    return 8
+        return 32 if jax.default_backend() != "cpu" else 1
+    return 1
 
 
 def _without_arithmetic_optimizer(graph):
@@ -392,24 +470,26 @@ def _without_arithmetic_optimizer(graph):
     return call
 
 
-def compiled_solver(settings: TVL1Settings, jit: bool = True):
+def compiled_solver(settings: TVL1Settings, jit: bool = True, early_exit: bool = True):
     """`solve` compiled for the current Keras backend (one function per settings; it retraces
     per input shape). TensorFlow: tf.function(jit_compile=jit); JAX: jax.jit; other backends:
     eager.
 
     XLA (`jit`, the default on every device) fuses each primal-dual step and the median network
     into a few passes: on a 2-core CPU about 3x faster than the plain TensorFlow graph
-    (`jit=False`, kept for comparison; docs/flow_tvl1.md).
+    (`jit=False`, kept for comparison; docs/flow_tvl1.md). `early_exit` False: fixed trip
+    counts, for comparison (bench/flow.py) and for devices where a loop test that reads the
+    batch's state costs more than the steps it saves.
     """
     import keras
 
     backend = keras.backend.backend()
-    key = (settings, backend, jit)
+    key = (settings, backend, jit, early_exit)
     if key in _COMPILED:
         return _COMPILED[key]
 
     def fn(first, second):
-        return solve(first, second, settings)
+        return solve(first, second, settings, early_exit)
 
     if backend == "tensorflow":
         import tensorflow as tf
@@ -503,6 +583,6 @@ def tvl1_flow(
         if pad > 0:  # repeat the last pair: pairs are independent, padding changes nothing
             a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
             b = np.concatenate([b, np.repeat(b[-1:], pad, axis=0)])
-        flow, _ = fn(a, b)
+        flow = fn(a, b)[0]
         out.append(np.asarray(flow)[:k])
     return np.concatenate(out)

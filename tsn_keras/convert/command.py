@@ -102,7 +102,8 @@ def _define_record_flags(fv: flags.FlagValues) -> None:
         "flow_preset",
         "parity",
         list(flow_lib.TVL1_PRESETS),
-        "tvl1_tensor preset (tsn_keras.tvl1.PRESETS): parity (OpenCV's defaults) or fast.",
+        "tvl1_tensor preset (tsn_keras.tvl1.PRESETS): parity (OpenCV's defaults), fast, or tsn "
+        "(OpenCV 2.4's GPU TV-L1 as TSN's dense_flow called it).",
         flag_values=fv,
     )
     flags.DEFINE_float("flow_bound", 20.0, "Flow clip bound (pixels) for uint8.", flag_values=fv)
