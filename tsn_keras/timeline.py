@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras import convert, fuse, scoring
+from tsn_keras import convert, fuse, scoring, visualize
 from tsn_keras import video as video_lib
 
 WINDOWS_PER_PASS = 32  # finished windows scored per tf.data pass (each ~K JPEGs, < 1 MB)
@@ -350,13 +350,6 @@ def write_csv(timeline: Timeline, path: str) -> None:
             writer.writerow(row)
 
 
-# Distinct BGR line colours (Tableau 10), one per plotted class.
-_COLOURS = (
-    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
-    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
-)  # fmt: skip
-
-
 def plotted_classes(timeline: Timeline, max_classes: int = 5) -> list[int]:
     """The classes worth a line: those that win windows, most windows first (ties: higher peak
     score), up to `max_classes`. A class that wins no window is left out (the legend names only
@@ -369,78 +362,23 @@ def plotted_classes(timeline: Timeline, max_classes: int = 5) -> list[int]:
 
 
 def render_plot(timeline: Timeline, width: int = 960, max_classes: int = 5) -> np.ndarray:
-    """The timeline as a BGR uint8 image: a title, the score curves of the plotted classes over
-    time (at each window's centre; the score axis ends at the next quarter above the highest
-    score), a strip of the top class over time (`top_segments`; grey: a class not plotted),
-    time ticks and a legend."""
-    shown = plotted_classes(timeline, max_classes)
-    colour_of = {c: _COLOURS[rank % len(_COLOURS)] for rank, c in enumerate(shown)}
-    other = (190, 190, 190)
-    segments = top_segments(timeline)
-    has_other = any(timeline.classes.index(name) not in colour_of for _, _, name, _ in segments)
-    left, right, top, plot_h, strip_h = 60, 20, 34, 240, 14
-    y1 = top + plot_h  # bottom of the plot
-    legend_top = y1 + strip_h + 50
-    height = legend_top + 22 * (len(shown) + has_other) + 4
-    image = np.full((height, width, 3), 255, np.uint8)
-    x0, x1, y0 = left, width - right, top
-    duration = max(timeline.num_frames, int(timeline.ends.max())) / timeline.fps
-    y_max = min(1.0, max(0.25, math.ceil(float(timeline.probs[:, shown].max()) * 4) / 4))
-
-    def to_x(seconds: float) -> int:
-        return int(round(x0 + (x1 - x0) * seconds / max(duration, 1e-9)))
-
-    font, grid, black = cv2.FONT_HERSHEY_SIMPLEX, (215, 215, 215), (0, 0, 0)
+    """The timeline as an RGB uint8 image (`visualize.score_timeline`): the score curves of the
+    plotted classes at each window's centre, a strip of the top class over time
+    (`top_segments`), time ticks and a legend."""
     c = timeline.config
     title = f"{os.path.basename(timeline.path)}: class scores per window ({c.window_seconds:g} s "
     title += f"windows every {c.stride_seconds:g} s); strip: top class"
-    cv2.putText(image, title, (x0, 20), font, 0.5, black, 1, cv2.LINE_AA)
-    for q in range(5):  # horizontal grid and score labels
-        score = y_max * q / 4
-        y = int(round(y1 - plot_h * q / 4))
-        cv2.line(image, (x0, y), (x1, y), grid, 1)
-        cv2.putText(image, f"{score:g}", (8, y + 4), font, 0.4, black, 1, cv2.LINE_AA)
-    for t in np.arange(0.0, duration + 1e-9, _tick_step(duration)):  # time ticks
-        x = to_x(float(t))
-        cv2.line(image, (x, y1 + strip_h + 2), (x, y1 + strip_h + 6), black, 1)
-        label = _clock(float(t))
-        (w, _), _ = cv2.getTextSize(label, font, 0.4, 1)
-        cv2.putText(image, label, (x - w // 2, y1 + strip_h + 20), font, 0.4, black, 1,
-                    cv2.LINE_AA)  # fmt: skip
-    cv2.rectangle(image, (x0, y0), (x1, y1), black, 1)
-    for begin, end, name, _ in segments:  # the strip of top classes
-        colour = colour_of.get(timeline.classes.index(name), other)
-        cv2.rectangle(image, (to_x(begin), y1 + 2), (to_x(end), y1 + strip_h), colour, -1)
-    centres = (timeline.starts + timeline.ends) / 2.0 / timeline.fps  # [windows] seconds
-    xs = np.array([to_x(float(t)) for t in centres], np.float64)
-    labels = [timeline.classes[k] for k in shown] + (["other classes"] if has_other else [])
-    colours = [colour_of[k] for k in shown] + ([other] if has_other else [])
-    for rank, (label, colour) in enumerate(zip(labels, colours, strict=True)):
-        if rank < len(shown):
-            ys = y1 - plot_h * np.minimum(timeline.probs[:, shown[rank]] / y_max, 1.0)
-            points = np.round(np.stack([xs, ys], axis=1)).astype(np.int32)  # [windows, 2]
-            cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)
-        y = legend_top + 22 * rank
-        cv2.rectangle(image, (x0, y - 10), (x0 + 24, y + 2), colour, -1)
-        cv2.putText(image, label, (x0 + 32, y), font, 0.5, black, 1, cv2.LINE_AA)
-    return image
-
-
-def _tick_step(duration: float) -> float:
-    """A round time step giving 4-10 ticks."""
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
-        if duration / step <= 10:
-            return float(step)
-    return 7200.0
-
-
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    if whole >= 3600:
-        return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-    if whole >= 60:
-        return f"{whole // 60}:{whole % 60:02d}"
-    return f"{seconds:g}s"
+    index = {name: k for k, name in enumerate(timeline.classes)}
+    return visualize.score_timeline(
+        title,
+        timeline.classes,
+        timeline.probs,
+        (timeline.starts + timeline.ends) / 2.0 / timeline.fps,  # [windows] seconds
+        [(begin, end, index[name]) for begin, end, name, _ in top_segments(timeline)],
+        max(timeline.num_frames, int(timeline.ends.max())) / timeline.fps,
+        plotted_classes(timeline, max_classes),
+        width,
+    )
 
 
 def write_outputs(timeline: Timeline, out_dir: str) -> dict[str, str]:
@@ -450,8 +388,7 @@ def write_outputs(timeline: Timeline, out_dir: str) -> dict[str, str]:
     paths = {kind: f"{stem}.timeline.{kind}" for kind in ("json", "csv", "png")}
     write_json(timeline, paths["json"])
     write_csv(timeline, paths["csv"])
-    if not cv2.imwrite(paths["png"], render_plot(timeline), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise OSError(f"OpenCV could not write {paths['png']}")
+    visualize.write_png(paths["png"], render_plot(timeline))
     return paths
 
 
@@ -486,7 +423,8 @@ def run(
             continue
         print(path)
         for start, end, name, score in top_segments(timeline):
-            print(f"  {_clock(start):>9} - {_clock(end):>9}  {name} (max {100 * score:.1f}%)")
+            span = f"{visualize.clock(start):>9} - {visualize.clock(end):>9}"
+            print(f"  {span}  {name} (max {100 * score:.1f}%)")
         for kind, written in write_outputs(timeline, out_dir).items():
             print(f"  {kind}: {written}")
     return 1 if failed else 0

@@ -7,6 +7,8 @@ Every function returns a uint8 RGB image [H, W, 3] (for PNG files via `write_png
   on both axes while they fit (up to ~100 classes at 8 px a cell; beyond that, ticks every
   10th class), a colour bar, and beside it the list of the most frequent confusions by name.
 - `per_class_bars`: per-class accuracy as horizontal bars, worst class first, with the mean.
+- `score_timeline`: class scores over time (`predict --timeline`): a curve per plotted class,
+  a strip of the top class, time ticks and a legend.
 - `input_grid`: a batch of input snippets [B, K, S, S, C] as a grid (row = clip, column =
   snippet). RGB shows the frame; flow shows the first x/y field colour-coded (hue = direction,
   brightness = magnitude) beside its x and y channels; rgbdiff shows the first frame beside
@@ -15,6 +17,7 @@ Every function returns a uint8 RGB image [H, W, 3] (for PNG files via `write_png
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -309,6 +312,103 @@ def _join(images: list[np.ndarray], axis: int, gap: int) -> np.ndarray:
     for k, image in enumerate(images):
         parts += [spacer, image] if k else [image]
     return np.concatenate(parts, axis=axis)
+
+
+# Distinct RGB line colours (Tableau 10), one per plotted class.
+LINE_COLOURS = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)  # fmt: skip
+
+
+def score_timeline(
+    title: str,
+    classes: Sequence[str],
+    probs: np.ndarray,
+    centres: np.ndarray,
+    segments: Sequence[tuple[float, float, int]],
+    duration: float,
+    shown: Sequence[int],
+    width: int = 960,
+) -> np.ndarray:
+    """Scores over time as an RGB uint8 image.
+
+    Args:
+      title: the line on top.
+      classes: class names, index order.
+      probs: [windows, classes] scores.
+      centres: [windows] the time (s) each window's scores are drawn at.
+      segments: (begin s, end s, class index) runs of the top class, drawn as a strip under
+        the plot (grey: a class not in `shown`).
+      duration: seconds the time axis spans.
+      shown: the classes that get a curve and a legend row, in legend order.
+      width: image width in pixels.
+
+    Returns:
+      uint8 [H, width, 3]; the score axis ends at the next quarter above the highest score.
+    """
+    colour_of = {c: LINE_COLOURS[rank % len(LINE_COLOURS)] for rank, c in enumerate(shown)}
+    other = (190, 190, 190)
+    has_other = any(c not in colour_of for _, _, c in segments)
+    left, right, top, plot_h, strip_h = 60, 20, 34, 240, 14
+    y1 = top + plot_h  # bottom of the plot
+    legend_top = y1 + strip_h + 50
+    height = legend_top + 22 * (len(shown) + has_other) + 4
+    image = np.full((height, width, 3), 255, np.uint8)
+    x0, x1, y0 = left, width - right, top
+    y_max = min(1.0, max(0.25, math.ceil(float(probs[:, list(shown)].max()) * 4) / 4))
+
+    def to_x(seconds: float) -> int:
+        return int(round(x0 + (x1 - x0) * seconds / max(duration, 1e-9)))
+
+    grid = (215, 215, 215)
+    cv2.putText(image, title, (x0, 20), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
+    for q in range(5):  # horizontal grid and score labels
+        score = y_max * q / 4
+        y = int(round(y1 - plot_h * q / 4))
+        cv2.line(image, (x0, y), (x1, y), grid, 1)
+        cv2.putText(image, f"{score:g}", (8, y + 4), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    for t in np.arange(0.0, duration + 1e-9, _tick_step(duration)):  # time ticks
+        x = to_x(float(t))
+        cv2.line(image, (x, y1 + strip_h + 2), (x, y1 + strip_h + 6), BLACK, 1)
+        label = clock(float(t))
+        (w, _), _ = cv2.getTextSize(label, FONT, 0.4, 1)
+        cv2.putText(image, label, (x - w // 2, y1 + strip_h + 20), FONT, 0.4, BLACK, 1,
+                    cv2.LINE_AA)  # fmt: skip
+    cv2.rectangle(image, (x0, y0), (x1, y1), BLACK, 1)
+    for begin, end, c in segments:  # the strip of top classes
+        colour = colour_of.get(c, other)
+        cv2.rectangle(image, (to_x(begin), y1 + 2), (to_x(end), y1 + strip_h), colour, -1)
+    xs = np.array([to_x(float(t)) for t in centres], np.float64)
+    labels = [classes[k] for k in shown] + (["other classes"] if has_other else [])
+    colours = [colour_of[k] for k in shown] + ([other] if has_other else [])
+    for rank, (label, colour) in enumerate(zip(labels, colours, strict=True)):
+        if rank < len(shown):
+            ys = y1 - plot_h * np.minimum(probs[:, shown[rank]] / y_max, 1.0)
+            points = np.round(np.stack([xs, ys], axis=1)).astype(np.int32)  # [windows, 2]
+            cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)
+        y = legend_top + 22 * rank
+        cv2.rectangle(image, (x0, y - 10), (x0 + 24, y + 2), colour, -1)
+        cv2.putText(image, label, (x0 + 32, y), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
+    return image
+
+
+def _tick_step(duration: float) -> float:
+    """A round time step giving 4-10 ticks."""
+    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
+        if duration / step <= 10:
+            return float(step)
+    return 7200.0
+
+
+def clock(seconds: float) -> str:
+    """A time for people: 1:02:03, 4:05 or 6.5s."""
+    whole = int(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    if whole >= 60:
+        return f"{whole // 60}:{whole % 60:02d}"
+    return f"{seconds:g}s"
 
 
 def write_png(path: str, image: np.ndarray) -> str:
