@@ -6,7 +6,8 @@
 #         test, Apache Beam (the DirectRunner conversion tests), jax (the cross-backend and JAX
 #         solver tests) and litert (the LiteRT export tests); and, when missing, Debian's
 #         ffmpeg (ffmpeg and ffprobe write the test videos and give their frame counts) and
-#         fuse3 (the FUSE file whose reads hang), with apt-get (as root, or through sudo).
+#         fuse3 and libfuse2 (the FUSE file whose reads hang: fusepy loads libfuse.so.2),
+#         with apt-get (as root, or through sudo).
 # Safe to run twice: a stamp file records what was installed for which setup.py, so a second
 # run with nothing changed installs nothing.
 set -euo pipefail
@@ -26,6 +27,10 @@ if [ "$what" = "test" ]; then
   command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
   command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
     || missing+=(fuse3)
+  # fusepy loads libfuse.so.2 with ctypes; Debian 13 renamed its package libfuse2t64.
+  if ! ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2'; then
+    if apt-cache show libfuse2t64 >/dev/null 2>&1; then missing+=(libfuse2t64); else missing+=(libfuse2); fi
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
