@@ -450,6 +450,53 @@ def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
     assert first.flow_pairs % 2 == 0
 
 
+def test_flow_batches_hand_over_every_video_whatever_the_encoders_timing(tmp_path, monkeypatch):
+    """An encoder empties its video's pending pairs (`plan.finish`); a video handed over stays
+    handed over, so the videos after it still reach the encoders. Encoders that finish at once
+    but report unfinished until asked (the timing that once left a later video unencoded, and
+    `flow_batches` raising AttributeError at the end) give the examples of the usual pool."""
+    import concurrent.futures
+
+    from tsn_keras.convert import flow_batches as fb
+
+    config = convert.ConvertConfig(
+        modalities=("rgb", "flow"), flow_algorithm="tvl1_tensor", flow_preset="fast",
+        num_snippets=2, snippet_length=2, width=32, height=24,
+    )  # fmt: skip
+    jobs = _convert_jobs(tmp_path / "videos")[:3]
+    engines = convert.Engines(config)
+    items = [convert.convert_video(job, config, engines, solve_flow=False) for job in jobs]
+    usual = list(fb.flow_batches(items, config, batch=2))
+    items = [convert.convert_video(job, config, engines, solve_flow=False) for job in jobs]
+
+    class LateFuture(concurrent.futures.Future):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def done(self):
+            return False
+
+        def result(self, timeout=None):
+            return self.value
+
+    class EagerPool:  # runs each job on submit, reports it unfinished until its result is read
+        def __init__(self, workers):
+            pass
+
+        def submit(self, fn):
+            return LateFuture(fn())
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", EagerPool)
+    eager = list(fb.flow_batches(items, config, batch=2))
+    assert [r.job for r in eager] == jobs
+    for a, b in zip(eager, usual, strict=True):
+        assert a.examples == b.examples and a.examples is not None
+
+
 def test_flow_batches_bound_the_short_side_sizes(tmp_path, monkeypatch):
     """With --short_side, videos of other aspect ratios have other frame sizes: the pairs are
     solved padded to multiples of 32 (videos of nearby sizes share one program and its calls,

@@ -117,10 +117,13 @@ def flow_batches(
 
     def hand_over() -> None:  # videos whose pairs are all solved go to the encoders, in order
         for waiting in queue:
+            if waiting.future is not None:
+                # handed over already: its encoder may have emptied its plan's pending pairs,
+                # so `ready` no longer holds for it (reading it again stopped the hand-over)
+                continue
             if not waiting.ready:
                 break
-            if waiting.future is None:
-                waiting.future = pool.submit(waiting.result)
+            waiting.future = pool.submit(waiting.result)
 
     try:
         for item in items:
