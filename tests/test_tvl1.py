@@ -400,6 +400,26 @@ def test_converter_failures_resume_and_reruns(tmp_path, algorithm):
         assert config.digest() == convert.digest(settings)
 
 
+def test_the_settings_digest_follows_the_presets_solver_settings(monkeypatch):
+    """A folder half made with a preset whose solver settings have since changed is not resumed
+    with the new ones (`parity`'s budget once changed under the same name)."""
+    config = convert.ConvertConfig(flow_algorithm="tvl1_tensor", flow_preset="fast")
+    before = config.digest()
+    assert dataclasses.replace(config).digest() == before  # the same settings, the same digest
+    fast = tvl1.PRESETS["fast"]
+    monkeypatch.setitem(
+        tvl1.PRESETS, "fast", dataclasses.replace(fast, inner_iterations=fast.inner_iterations + 1)
+    )
+    assert config.digest() != before
+    monkeypatch.setitem(tvl1.PRESETS, "fast", dataclasses.replace(fast))
+    assert config.digest() == before
+    dis = convert.ConvertConfig(flow_algorithm="dis")  # the other algorithms: unchanged
+    settings = dataclasses.asdict(dis)
+    settings.pop("flow_preset")
+    settings.pop("min_decoded_fraction")
+    assert dis.digest() == convert.digest(settings)
+
+
 def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):
     """The converter's parent solves the queued pairs of consecutive videos in full calls
     (`flow_batches`); the examples are the bytes each video gets alone, in job order, and a

@@ -122,6 +122,11 @@ class ConvertConfig:
             del fields["min_decoded_fraction"]
         if self.flow_algorithm != "tvl1_tensor":
             del fields["flow_preset"]
+        else:  # the solver's settings, not only the preset's name: a preset that changes
+            # (parity's budget did) must not resume a folder half made with the old one
+            from tsn_keras import tvl1
+
+            fields["flow_solver"] = dataclasses.asdict(tvl1.settings_for(self.flow_preset))
         return digest(fields)
 
 
