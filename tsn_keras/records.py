@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tsn_keras.modalities import MODALITIES
+from tsn_keras.modalities import FLOW_MODALITIES, MODALITIES
 
 _UNROLL_DECODES = 64  # decode_snippets: up to this many JPEGs as separate ops, not a loop
 
@@ -226,7 +226,7 @@ def serialize_example(info: ClipInfo, encoded: Mapping[str, Sequence]) -> bytes:
     unknown = sorted(set(encoded) - set(_SEQUENCE_KEYS))
     if unknown:
         raise ValueError(f"unknown snippet keys {unknown}; expected some of {list(_SEQUENCE_KEYS)}")
-    for base in ("flow", "warped_flow"):
+    for base in FLOW_MODALITIES:
         if (f"{base}_x" in encoded) != (f"{base}_y" in encoded):
             raise ValueError(f"{base}_x and {base}_y must be given together")
     feature_lists = {}

@@ -212,7 +212,9 @@ class SnippetPlan:
         self.indices = frozenset(jpeg | self.fields | {min(f + 1, n - 1) for f in self.fields})
         self.num_frames = n
         self.jpegs: dict[int, bytes] = {}
-        self.flow_jpegs: dict[str, dict[int, tuple[bytes, bytes]]] = {"flow": {}, "warped_flow": {}}
+        self.flow_jpegs: dict[str, dict[int, tuple[bytes, bytes]]] = {
+            m: {} for m in modalities_lib.FLOW_MODALITIES
+        }
         self.prev: tuple[int, np.ndarray] | None = None
         self.flow_pairs = 0
         self.fallbacks = 0
