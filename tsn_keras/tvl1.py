@@ -116,13 +116,14 @@ class TVL1Settings:
 # stop when every pair of the batch has met epsilon, so the budget costs only what the hardest
 # pair of a call uses (on real 340x256 pairs ~20 steps per warp on average, up to the whole
 # 300 on large motion: bench/flow.py prints the counts and the share of warps at the budget).
-# `fast`: of the candidates of bench/flow.py --sweep at 12x OpenCV or more, the one nearest
-# OpenCV's flow, and nearer the true motion than OpenCV on large motion (docs/flow_tvl1.md).
+# `fast`: of the candidates of bench/flow.py --sweep at about 12x OpenCV or more, the one
+# nearest the true motion (far nearer than OpenCV on large motion), 0.67 px from OpenCV's flow
+# (`s7 w2 i30` is 0.59 px from it at 11-14x but loses large motion: docs/flow_tvl1.md):
+# 8 levels (the 3 coarse ones past OpenCV's 5 are small and carry large motion, which 5 levels
+# of 2 x 15 steps lost), 2 warps of 20 steps, no stopping test (almost every warp used its
+# budget anyway).
 PRESETS = {
     "parity": TVL1Settings(),
-    # `fast`: 8 levels (the extra coarse ones are cheap and carry large motion, where 5 levels
-    # of 2 x 15 steps lost it), 2 warps of 20 steps, no stopping test (almost every warp used
-    # its budget): bench/flow.py --sweep, docs/flow_tvl1.md
     "fast": TVL1Settings(
         num_scales=8, warps=2, outer_iterations=1, inner_iterations=20, epsilon=0.0
     ),

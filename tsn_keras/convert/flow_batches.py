@@ -60,13 +60,15 @@ class _Waiting:
 
     def __init__(self, item: VideoResult | PendingFlow):
         self.item = item
+        # counted now: the encoder's `plan.finish` empties the plan's pending pairs, and a
+        # `ready` read from them afterwards turned false and stopped the hand-over there
+        self.pairs = len(item.plan.pending) if isinstance(item, PendingFlow) else 0
         self.flows: list[np.ndarray] = []
         self.future: concurrent.futures.Future | None = None
 
     @property
     def ready(self) -> bool:
-        item = self.item
-        return not isinstance(item, PendingFlow) or len(self.flows) == len(item.plan.pending)
+        return len(self.flows) == self.pairs
 
     def result(self) -> VideoResult:
         item = self.item
@@ -117,13 +119,10 @@ def flow_batches(
 
     def hand_over() -> None:  # videos whose pairs are all solved go to the encoders, in order
         for waiting in queue:
-            if waiting.future is not None:
-                # handed over already: its encoder may have emptied its plan's pending pairs,
-                # so `ready` no longer holds for it (reading it again stopped the hand-over)
-                continue
             if not waiting.ready:
                 break
-            waiting.future = pool.submit(waiting.result)
+            if waiting.future is None:
+                waiting.future = pool.submit(waiting.result)
 
     try:
         for item in items:

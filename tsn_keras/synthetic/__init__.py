@@ -1,8 +1,8 @@
 """Synthetic action videos in the UCF101 layout, for tests and the demo.
 
 Three modules: `render` (the class grid and the clip renderer), `dataset` (the folder, its
-split files and marker, and `write_records`, clips straight to TFRecords), `command` (the
-command line); the names below are the ones callers use.
+split files and marker, and `write_records`: generated examples as a records folder, no
+videos), `command` (the command line); the names below are the ones callers use.
 
     python -m tsn_keras.synthetic --out demo_out/videos                 # 8 classes x 30 clips
     python -m tsn_keras.synthetic --out /tmp/s --classes 4 --clips_per_class 3 --width 32 \

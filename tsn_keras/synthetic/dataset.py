@@ -2,8 +2,8 @@
 
 `write_dataset` renders every clip (`tsn_keras.synthetic.render`), encodes and checks it, and
 writes the split files and the marker that lets a second run with the same parameters reuse the
-folder; `write_records` writes clips straight to TFRecords and a manifest, for tests and benches
-that skip the converter.
+folder; `write_records` writes generated examples as a records folder shaped like the
+converter's (shards and manifest.json, no videos), for tests and benches that skip the converter.
 """
 
 from __future__ import annotations
